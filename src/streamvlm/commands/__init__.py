@@ -1,0 +1,1 @@
+"""Subcommands of the ``streamvlm`` CLI, one module each (see :mod:`streamvlm.cli`)."""

@@ -1,0 +1,141 @@
+"""Typed model configuration, saved as JSON next to the weights.
+
+``StreamVLMConfig`` composes the three parts of the model (frame encoder, connector, language
+model) with the text template, the frame tokens and the streaming loss weight. The defaults are
+those of the released VideoLLM-online "live1+" model: SigLIP pooled token + 3x3 pooled patch grid
+(10 tokens per frame), interval token ``,``, upstream text layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+UPSTREAM_SYSTEM_PROMPT = (
+    "A multimodal AI assistant is helping users with some activities. Below is their "
+    "conversation, interleaved with the list of video frames received by the assistant."
+)
+
+UPSTREAM_LORA_TARGETS = r"model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)|lm_head$"
+
+
+@dataclass
+class VisionConfig:
+    """The frame encoder: an image tower plus the frame-token recipe."""
+
+    name_or_path: str | None = None
+    """Hugging Face hub id or local folder of the image tower (SigLIP, SigLIP2, CLIP)."""
+    tower_config: dict[str, Any] | None = None
+    """An HF vision config as a dict (with ``model_type``) to build a randomly initialised tower."""
+    use_pooled: bool = True
+    """Emit the tower's pooled/CLS token as the first token of each frame."""
+    pool_size: int = 3
+    """Emit a ``pool_size x pool_size`` adaptive average pool of the patch grid (0 disables)."""
+    image_size: int | None = None
+    """Square input side in pixels; ``None`` takes the tower's own ``image_size``."""
+    image_mean: list[float] | None = None
+    """Per-channel pixel mean after scaling to [0, 1]; ``None`` takes the tower family's own
+    (SigLIP: 0.5, CLIP: OpenAI CLIP mean)."""
+    image_std: list[float] | None = None
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return int(self.use_pooled) + self.pool_size * self.pool_size
+
+    def validate(self) -> None:
+        if (self.name_or_path is None) == (self.tower_config is None):
+            raise ConfigError("vision: set exactly one of 'name_or_path' and 'tower_config'")
+        if self.pool_size < 0:
+            raise ConfigError(f"vision.pool_size: must be >= 0, got {self.pool_size}")
+        if self.tokens_per_frame == 0:
+            raise ConfigError("vision: use_pooled=false and pool_size=0 leave no token per frame")
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 3:
+                raise ConfigError(f"vision.{name}: need 3 values, got {value}")
+        if self.image_std is not None and min(self.image_std) <= 0:
+            raise ConfigError(f"vision.image_std: values must be > 0, got {self.image_std}")
+
+
+@dataclass
+class TemplateConfig:
+    """Text pieces of the conversation layout. Each piece is tokenized on its own.
+
+    The default reproduces the upstream layout::
+
+        <bos>{system}\\n\\n[<v>..<v>,<v>..<v>]\\nUser: ...\\nAssistant: ...<eos>\\n[<v>..]\\nAssistant: ...<eos>
+
+    The space after ``User:``/``Assistant:`` is rendered as ``content_prefix`` in front of the
+    content, so that the content's first word is tokenized as in the full string.
+    """
+
+    system_close: str = "\n"
+    stream_open: str = "\n["
+    stream_close: str = "]"
+    user_open: str = "\nUser:"
+    assistant_open: str = "\nAssistant:"
+    content_prefix: str = " "
+    system_prompt: str = UPSTREAM_SYSTEM_PROMPT
+    """Default system prompt used at inference when a conversation brings none."""
+
+
+@dataclass
+class LoraSettings:
+    """LoRA on the language model through ``peft``. The connector is always fully trained."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: str = UPSTREAM_LORA_TARGETS
+    """A regex over module names of the causal LM (matched in full, as peft does)."""
+
+    def validate(self) -> None:
+        if self.r <= 0 or self.alpha <= 0:
+            raise ConfigError(f"lora: r and alpha must be > 0, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lora.dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class StreamVLMConfig:
+    """The whole model: frame encoder -> connector -> causal LM, plus the streaming layout."""
+
+    llm_name_or_path: str | None = None
+    """Hugging Face hub id or local folder of the causal LM (and its tokenizer)."""
+    llm_config: dict[str, Any] | None = None
+    """An HF causal-LM config as a dict (with ``model_type``) to build a random LM."""
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    template: TemplateConfig = field(default_factory=TemplateConfig)
+    lora: LoraSettings | None = None
+    frame_token: str = "<v>"
+    """Placeholder token, added to the tokenizer without resizing the embedding table."""
+    interval_token: str = ","
+    """Token that means "stay silent, next frame". Empty: frames are not separated (live1) and
+    silence is learned as the end-of-sequence token, as upstream does."""
+    stream_loss_weight: float = 1.0
+    """tau: weight of the learned frame decisions in the loss."""
+    frame_fps: float = 2.0
+    """Frames per second the model was trained on (inference default)."""
+    vision_hidden_size: int | None = None
+    """Width of the frame tokens fed to the connector; filled from the tower when built."""
+    llm_hidden_size: int | None = None
+    """Width of the LM embeddings; filled from the LM when built."""
+
+    def validate(self) -> None:
+        if (self.llm_name_or_path is None) == (self.llm_config is None):
+            raise ConfigError("set exactly one of 'llm_name_or_path' and 'llm_config'")
+        if not self.frame_token:
+            raise ConfigError("frame_token: must not be empty")
+        if self.stream_loss_weight < 0:
+            raise ConfigError(f"stream_loss_weight: must be >= 0, got {self.stream_loss_weight}")
+        if self.frame_fps <= 0:
+            raise ConfigError(f"frame_fps: must be > 0, got {self.frame_fps}")
+        self.vision.validate()
+        if self.lora is not None:
+            self.lora.validate()
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.vision.tokens_per_frame

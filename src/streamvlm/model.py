@@ -85,8 +85,10 @@ class StreamVLM(nn.Module):
         if config.lora is not None:
             lm = apply_lora(lm, config.lora)
         encoder = FrameEncoder.from_config(config.vision) if with_vision else None
-        if encoder is not None and dtype is not None:
-            encoder = encoder.to(dtype)
+        if encoder is not None:
+            encoder.requires_grad_(False)  # the paper never trains the tower; recipes may unfreeze it
+            if dtype is not None:
+                encoder = encoder.to(dtype)
         model = cls(config, lm, tokenizer, encoder)
         if dtype is not None:
             model.connector.to(dtype)

@@ -1,0 +1,1 @@
+"""Converters from real annotations to the conversation JSONL format."""

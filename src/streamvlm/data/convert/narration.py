@@ -1,0 +1,134 @@
+"""Ego4D narrations -> streaming narration dialogues (MISSION 1.2, data method 1).
+
+Each narration pass of a video is cut into windows (5 minutes by default). In a window, every
+narration is placed at the first frame at or after its timestamp; the same text at the same frame
+is kept once, different texts at the same frame are joined. A window becomes::
+
+    system, stream(1 frame, not learned), user(instruction), assistant(narration 1),
+    stream(frames up to narration 2, learned), assistant(narration 2), ...
+
+Refined texts ("You pick up the knife.") replace the raw narrations of an annotation when a
+refined file is given (see :func:`load_refined`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...config import UPSTREAM_SYSTEM_PROMPT
+from ...conversation import Turn
+from ..formats.ego4d import Narration, NarrationVideo
+from ..formats.fields import Record, load_json
+from ..jsonl import ConversationRecord
+from .templates import NARRATION_INSTRUCTIONS
+from .timeline import fill_streams, frame_at, frame_time
+
+_TAGS = re.compile(r"#\s*(?:unsure|c|o)\b|@c\b|#", re.IGNORECASE)
+
+
+@dataclass
+class NarrationOptions:
+    fps: float = 2.0
+    """Frame rate of the conversation's frames."""
+    window: float = 300.0
+    """Length of one dialogue in seconds of video."""
+    system_prompt: str = UPSTREAM_SYSTEM_PROMPT
+    instruction: str | None = None
+    """The user instruction; None picks one of ``NARRATION_INSTRUCTIONS`` per dialogue (seeded)."""
+    seed: int = 0
+    video_pattern: str = "{video_uid}.mp4"
+    """Video path relative to the data root."""
+    min_words: int = 2
+    """Narrations with fewer words after cleaning (e.g. a bare ``#unsure``) are dropped."""
+
+
+def clean_narration(text: str, min_words: int = 2) -> str | None:
+    """``"#C C picks up the knife"`` -> ``"C picks up the knife."``; ``#O``, ``#unsure`` and stray
+    ``#`` are removed. Returns None when fewer than ``min_words`` words remain."""
+    words = _TAGS.sub(" ", text).split()
+    if len(words) < min_words:
+        return None
+    cleaned = " ".join(words).strip(".,; ")
+    if not cleaned:
+        return None
+    return cleaned[0].upper() + cleaned[1:] + "."
+
+
+def load_refined(path: str | Path) -> dict[str, tuple[Narration, ...]]:
+    """Read a refined-narration file: ``{annotation_uid: [{"time": s, "text": "You ..."}, ...]}``.
+
+    The refined entries of an annotation replace all its raw narrations (texts used as given).
+    """
+    file = str(path)
+    root = Record(load_json(path), file, "<root>")
+    out = {}
+    for uid, items in root.data.items():
+        rec = Record({"items": items}, file, uid)
+        entries = []
+        for i, item in enumerate(rec.items("items")):
+            entry = Record(item, file, f"{uid}[{i}]")
+            text = " ".join(entry.text("text").split())
+            if not text:
+                entry.fail("must not be empty", "text")
+            entries.append(Narration(entry.seconds("time"), text, uid))
+        out[uid] = tuple(sorted(entries, key=lambda n: n.time))
+    return out
+
+
+def _apply_refined(narrations: Sequence[Narration], refined: Mapping[str, Sequence[Narration]],
+                   min_words: int) -> list[Narration]:
+    out = []
+    for uid in dict.fromkeys(n.annotation_uid for n in narrations):
+        if uid in refined:
+            out.extend(refined[uid])
+        else:
+            for n in narrations:
+                text = clean_narration(n.text, min_words) if n.annotation_uid == uid else None
+                if text is not None:
+                    out.append(Narration(n.time, text, uid))
+    return sorted(out, key=lambda n: n.time)
+
+
+def _by_frame(narrations: Sequence[Narration], fps: float) -> list[tuple[int, str]]:
+    """Group narrations by frame: same text once, different texts joined with a space."""
+    grouped: dict[int, list[str]] = {}
+    for n in narrations:
+        texts = grouped.setdefault(frame_at(n.time, fps), [])
+        if n.text not in texts:
+            texts.append(n.text)
+    return [(frame, " ".join(texts)) for frame, texts in grouped.items()]
+
+
+def convert_narration(videos: Sequence[NarrationVideo], options: NarrationOptions | None = None,
+                      refined: Mapping[str, Sequence[Narration]] | None = None) -> Iterator[ConversationRecord]:
+    """Yield one dialogue per (video, narration pass, window) holding at least one narration."""
+    opt = options or NarrationOptions()
+    for video in videos:
+        for pass_name, narrations in video.passes.items():
+            cleaned = _apply_refined(narrations, refined or {}, opt.min_words)
+            windows: dict[int, list[Narration]] = {}
+            for n in cleaned:
+                windows.setdefault(int(n.time // opt.window), []).append(n)
+            for index, items in sorted(windows.items()):
+                key = f"{video.video_uid}/{pass_name}/{index}"
+                rng = random.Random(f"{opt.seed}/{key}")
+                instruction = opt.instruction or rng.choice(NARRATION_INSTRUCTIONS)
+                groups = _by_frame(items, opt.fps)
+                first = groups[0][0]
+                events = []
+                for j, (frame, text) in enumerate(groups):
+                    said = [Turn("assistant", text, frame_time(frame, opt.fps), learn=True)]
+                    if j == 0:
+                        said.insert(0, Turn("user", instruction, frame_time(frame, opt.fps)))
+                    events.append((frame, said))
+                turns = [Turn("system", opt.system_prompt)] + fill_streams(events, first, opt.fps, learn_first=False)
+                yield ConversationRecord(
+                    id=key, video=opt.video_pattern.format(video_uid=video.video_uid), fps=opt.fps,
+                    start=frame_time(first, opt.fps), conversation=turns,
+                    meta={"source": "ego4d_narration", "video_uid": video.video_uid, "pass": pass_name,
+                          "window": [index * opt.window, (index + 1) * opt.window]},
+                )

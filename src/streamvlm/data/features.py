@@ -1,0 +1,86 @@
+"""Frame-feature files: one safetensors file per video (written by ``streamvlm encode``).
+
+``FEATURES_DIR/<video path relative to the data root>.safetensors`` holds the tensor
+``frame_tokens [N, T, D_vision]`` (frame n at time n / fps) and string metadata ``fps``,
+``num_frames``, ``video``, ``tokens_per_frame``. Files are written to a temporary name and
+renamed, so a file with the final name is complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from ..errors import DataError
+
+TENSOR = "frame_tokens"
+SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    fps: float
+    num_frames: int
+    tokens_per_frame: int
+    video: str
+
+
+def feature_path(features_dir: str | Path, video: str) -> Path:
+    return Path(features_dir) / (video + SUFFIX)
+
+
+def read_info(path: str | Path) -> FeatureInfo:
+    """Header of a feature file; a missing, truncated or inconsistent file is a DataError."""
+    file = str(path)
+    if not Path(path).is_file():
+        raise DataError("feature file missing (run `streamvlm encode`)", file=file)
+    try:
+        with safe_open(file, framework="pt") as f:
+            meta = f.metadata() or {}
+            if TENSOR not in f.keys():
+                raise DataError(f"no tensor '{TENSOR}'", file=file)
+            shape = list(f.get_slice(TENSOR).get_shape())
+    except SafetensorError as exc:
+        raise DataError(f"not a readable safetensors file (truncated or corrupt: {exc})", file=file) from None
+    try:
+        info = FeatureInfo(float(meta["fps"]), int(meta["num_frames"]), int(meta["tokens_per_frame"]), meta["video"])
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"bad or missing metadata ({exc})", file=file, field="metadata") from None
+    if not math.isfinite(info.fps) or info.fps <= 0:
+        raise DataError(f"fps must be > 0, got {info.fps}", file=file, field="fps")
+    if len(shape) != 3 or shape[0] != info.num_frames or shape[1] != info.tokens_per_frame:
+        raise DataError(f"tensor shape {shape} disagrees with num_frames={info.num_frames}, "
+                        f"tokens_per_frame={info.tokens_per_frame}", file=file, field=TENSOR)
+    return info
+
+
+def is_complete(path: str | Path) -> bool:
+    try:
+        read_info(path)
+    except DataError:
+        return False
+    return True
+
+
+def load_frames(path: str | Path, first: int, stop: int) -> Tensor:
+    """Frames ``[first, stop)`` -> ``[stop - first, T, D_vision]``, read lazily from the file."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_slice(TENSOR)[first:stop]
+
+
+def write_features(path: str | Path, frame_tokens: Tensor, fps: float, video: str) -> None:
+    """Write ``frame_tokens [N, T, D_vision]`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    meta = {"fps": repr(float(fps)), "num_frames": str(frame_tokens.shape[0]),
+            "tokens_per_frame": str(frame_tokens.shape[1]), "video": video}
+    save_file({TENSOR: frame_tokens.detach().contiguous().cpu()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+

@@ -1,0 +1,291 @@
+"""The streaming inference engine: one continuous KV cache per session, a decision per frame.
+
+Works purely in token ids and embeddings. A session starts with ``<bos>{system}\\n\\n[``; each
+frame is fed as its ``T`` frame embeddings, preceded by what was decided after the previous frame
+(the interval token when silent). After the last vision token of a frame, if
+``P(interval) < threshold`` the interval probability is zeroed; if the argmax is still the silence
+token the model stays silent, otherwise it speaks: the reply prompt (``]\\nAssistant:``) is fed and
+a reply decoded until eos or ``max_new_tokens``. User queries are inserted at a frame boundary as
+``]\\nUser: {query}\\nAssistant:`` and always answered. The fed token sequence is exactly the one
+:class:`~streamvlm.conversation.ConversationRenderer` renders for the same conversation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache
+
+from ..errors import ConfigError
+from ..model import StreamVLM
+from .kv_policy import KVPolicy, RotaryShift
+from .layout import LayoutIds
+
+
+@dataclass
+class GenerationConfig:
+    """How decisions are taken and replies decoded."""
+
+    threshold: float = 0.725
+    """theta: if P(interval) after a frame is below it, the interval token is suppressed."""
+    max_new_tokens: int = 64
+    """Most reply tokens (eos excluded); a reply cut there still ends with eos."""
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    """> 1 lowers the logits of tokens already in the current reply (as in CTRL / HF)."""
+    seed: int | None = None
+    """Seed of each session's sampling generator (``None``: not reproducible)."""
+
+    def validate(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"generation.threshold: must be in [0, 1], got {self.threshold}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"generation.max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ConfigError(f"generation.temperature: must be > 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"generation.top_p: must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"generation.repetition_penalty: must be > 0, got {self.repetition_penalty}")
+
+
+@dataclass
+class Event:
+    """Something said in the stream: a user query, or a reply (``token_ids`` without eos).
+    ``frame_index`` is the frame being pushed when it happened."""
+
+    time: float
+    role: str
+    token_ids: list[int]
+    frame_index: int
+
+
+@dataclass
+class SessionTrace:
+    """Debug record of a session (off by default: it grows with the stream)."""
+
+    fed_ids: list[int] = field(default_factory=list)
+    """Every token fed, frame placeholders included, in order (equals the rendered ``input_ids``)."""
+    decision_positions: list[int] = field(default_factory=list)
+    """Position of the last vision token of each frame whose decision was taken."""
+    decision_logits: list[Tensor] = field(default_factory=list)
+    """``[V]`` float32 logits at each of those positions."""
+
+
+@dataclass
+class _Query:
+    time: float
+    token_ids: list[int]
+
+
+class StreamEngine:
+    """Holds one model and its stream layout; makes independent :class:`StreamSession` s."""
+
+    def __init__(
+        self,
+        model: StreamVLM,
+        generation: GenerationConfig | None = None,
+        kv_policy: KVPolicy | None = None,
+        system_prompt_ids: list[int] | None = None,
+    ) -> None:
+        self.model = model
+        self.generation = generation if generation is not None else GenerationConfig()
+        self.generation.validate()
+        self.kv_policy = kv_policy
+        self.layout = LayoutIds.from_model(model, system_prompt_ids)
+        self.rotary = RotaryShift.from_model(model.language_model) if kv_policy is not None else None
+        if kv_policy is not None and kv_policy.max_tokens <= len(self.layout.start) + self.layout.tokens_per_frame:
+            raise ConfigError(
+                f"kv policy: a budget of {kv_policy.max_tokens} tokens cannot hold the session start "
+                f"({len(self.layout.start)} tokens) and one frame ({self.layout.tokens_per_frame} tokens)"
+            )
+
+    def new_session(self, record: bool = False) -> StreamSession:
+        """A fresh session; ``record`` keeps a :class:`SessionTrace` (for tests and debugging)."""
+        return StreamSession(self, record=record)
+
+
+class StreamSession:
+    """One live stream over one KV cache. Not thread-safe; use one session per stream."""
+
+    def __init__(self, engine: StreamEngine, record: bool = False) -> None:
+        self.engine = engine
+        self.model = engine.model
+        self.gen = engine.generation
+        self.ids = engine.layout
+        self._record = record
+        self.reset()
+
+    # ------------------------------------------------------------------ public API
+    def reset(self) -> None:
+        """Forget everything: an empty cache, no pending query, frame count 0."""
+        self.cache = DynamicCache()
+        self.frames_seen = 0
+        self.evicted_tokens = 0
+        self.trace: SessionTrace | None = SessionTrace() if self._record else None
+        self._pending: list[int] = []  # decided tokens not fed yet (interval, or reply tail + eos)
+        self._state = "start"  # start | stream (after a frame) | reply (after a reply's eos)
+        self._queries: list[_Query] = []
+        self._last_time = -math.inf
+        self._generator: torch.Generator | None = None
+        if self.gen.do_sample:
+            self._generator = torch.Generator(device=self.model.device)
+            if self.gen.seed is not None:
+                self._generator.manual_seed(self.gen.seed)
+            else:
+                self._generator.seed()
+
+    @property
+    def kv_length(self) -> int:
+        """Tokens in the cache now (bounded by the policy's ``max_tokens`` when one is set)."""
+        return self.cache.get_seq_length()
+
+    @property
+    def pending_ids(self) -> list[int]:
+        """Decided tokens not in the cache yet; they are fed with the next input (the interval
+        token after a silent frame, eos after a reply)."""
+        return list(self._pending)
+
+    def push_query(self, token_ids: list[int], time: float) -> None:
+        """Queue a user query (content ids, e.g. ``renderer.encode_content(text)``); it is inserted
+        and answered at the next frame boundary at or after ``time``."""
+        self._check_time(time)
+        if not token_ids:
+            raise ValueError("push_query: empty query")
+        self._queries.append(_Query(float(time), list(token_ids)))
+
+    @torch.inference_mode()
+    def push_frame(self, frame_embeds: Tensor, time: float) -> list[Event]:
+        """Feed one frame ``[T, D]`` (LM-width embeddings) at video time ``time``; return what was
+        said at this frame: queries answered (user + assistant events) and/or a reply it decided."""
+        expected = (self.ids.tokens_per_frame, self.model.config.llm_hidden_size)
+        if tuple(frame_embeds.shape) != expected:
+            raise ValueError(f"push_frame: expected frame embeddings of shape {expected}, got {tuple(frame_embeds.shape)}")
+        self._check_time(time)
+        self._last_time = float(time)
+        index = self.frames_seen
+        events: list[Event] = []
+        if self.frames_seen > 0:  # queries asked before this frame: answered before it
+            events += self._answer_queries(lambda q: q.time < time, index)
+        prefix = self._frame_prefix()
+        logits = self._forward(prefix, frame_embeds)
+        self.frames_seen += 1
+        self._state = "stream"
+        due = [q for q in self._queries if q.time <= time]
+        if due:  # a query at this frame's time: answered after it, in place of the decision
+            return events + self._answer_queries(lambda q: q.time <= time, index)
+        if self.trace is not None:
+            self.trace.decision_positions.append(self.kv_length - 1)
+            self.trace.decision_logits.append(logits.float().cpu())
+        token = self._decide(logits)
+        if token == self.ids.silence_id:
+            self._pending = [self.ids.interval_id] if self.ids.interval_id is not None else []
+            return events
+        reply = self._reply(list(self.ids.reply_open_after_stream))
+        events.append(Event(float(time), "assistant", reply, index))
+        return events
+
+    # ------------------------------------------------------------------ steps
+    def _check_time(self, time: float) -> None:
+        if not math.isfinite(time):
+            raise ValueError(f"time must be a finite number, got {time}")
+        if time < self._last_time:
+            raise ValueError(f"time goes backwards ({time} < {self._last_time})")
+
+    def _frame_prefix(self) -> list[int]:
+        if self._state == "start":
+            return list(self.ids.start)
+        if self._state == "reply":
+            return self._take_pending() + list(self.ids.stream_open)
+        return self._take_pending()
+
+    def _take_pending(self) -> list[int]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    def _answer_queries(self, is_due, index: int) -> list[Event]:
+        events = []
+        while self._queries and is_due(self._queries[0]):
+            query = self._queries.pop(0)
+            if self._state == "stream":
+                self._take_pending()  # the interval decided after the last frame is replaced
+                opening = list(self.ids.user_open_after_stream)
+            else:
+                opening = self._take_pending() + list(self.ids.user_open_after_reply)
+            prompt = opening + query.token_ids + list(self.ids.reply_open_after_user)
+            events.append(Event(query.time, "user", list(query.token_ids), index))
+            events.append(Event(query.time, "assistant", self._reply(prompt), index))
+        return events
+
+    def _decide(self, logits: Tensor) -> int:
+        """Upstream rule: zero P(interval) when below theta, then argmax."""
+        probs = logits.float().softmax(-1)
+        silence = self.ids.silence_id
+        if probs[silence] < self.gen.threshold:
+            probs[silence] = 0.0
+        return int(probs.argmax())
+
+    def _reply(self, prompt: list[int]) -> list[int]:
+        """Feed ``prompt`` and decode a reply; leaves ``[last token?, eos]`` pending. Returns the
+        reply's ids without eos."""
+        logits = self._forward(prompt, None)
+        content: list[int] = []
+        while True:
+            token = self._next_token(logits, content)
+            if token == self.ids.eos_id:
+                self._pending = [self.ids.eos_id]
+                break
+            content.append(token)
+            if len(content) == self.gen.max_new_tokens:
+                self._pending = [token, self.ids.eos_id]
+                break
+            logits = self._forward([token], None)
+        self._state = "reply"
+        return content
+
+    def _next_token(self, logits: Tensor, previous: list[int]) -> int:
+        logits = logits.float()
+        if self.ids.frame_id < logits.shape[0]:  # a placeholder in a reply would corrupt the layout
+            logits[self.ids.frame_id] = -math.inf
+        if self.gen.repetition_penalty != 1.0 and previous:
+            seen = torch.tensor(sorted(set(previous)), device=logits.device)
+            values = logits[seen]
+            logits[seen] = torch.where(values > 0, values / self.gen.repetition_penalty,
+                                       values * self.gen.repetition_penalty)
+        if not self.gen.do_sample:
+            return int(logits.argmax())
+        probs = (logits / self.gen.temperature).softmax(-1)
+        if self.gen.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < self.gen.top_p  # always keeps the top token
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=self._generator))
+
+    def _forward(self, ids: list[int], frame_embeds: Tensor | None) -> Tensor:
+        """Append ``ids`` then (optionally) ``frame_embeds [T, D]`` to the cache; return the
+        logits ``[V]`` at the last position."""
+        model = self.model
+        parts = []
+        if ids:
+            parts.append(model.embed_tokens(torch.tensor([ids], device=model.device)))
+        if frame_embeds is not None:
+            parts.append(frame_embeds.to(device=model.device, dtype=model.dtype)[None])
+        embeds = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        length = embeds.shape[1]
+        policy = self.engine.kv_policy
+        if policy is not None:
+            self.evicted_tokens += policy.apply(self.cache, length, self.engine.rotary)
+        start = self.kv_length
+        positions = torch.arange(start, start + length, device=model.device)[None]
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=self.cache,
+                                   use_cache=True, logits_to_keep=1)
+        if self.trace is not None:
+            self.trace.fed_ids += ids
+            if frame_embeds is not None:
+                self.trace.fed_ids += [self.ids.frame_id] * frame_embeds.shape[0]
+        return out.logits[0, -1]

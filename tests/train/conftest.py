@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+
+from streamvlm.data.features import feature_path, write_features
 
 TOKENS_PER_FRAME = 10
 FEATURE_WIDTH = 32  # the hidden size of the tiny preset's image tower
@@ -28,14 +29,11 @@ def conversation(i: int) -> list[dict]:
 def write_dataset(root: Path, count: int = 6, width: int = FEATURE_WIDTH, seed: int = 0) -> dict[str, str]:
     """Write ``train.jsonl``, ``val.jsonl`` and ``features/`` under ``root``; return data paths."""
     gen = torch.Generator().manual_seed(seed)
-    features = root / "features" / "clips"
-    features.mkdir(parents=True)
     lines = []
     for i in range(count):
         video = f"clips/v{i}.mp4"
         tokens = torch.randn(9, TOKENS_PER_FRAME, width, generator=gen)
-        save_file({"frame_tokens": tokens}, str(root / "features" / f"{video}.safetensors"),
-                  metadata={"fps": "2.0", "num_frames": "9", "video": video, "tokens_per_frame": str(TOKENS_PER_FRAME)})
+        write_features(feature_path(root / "features", video), tokens, 2.0, video)
         lines.append(json.dumps({"version": 1, "id": f"c{i}", "video": video, "fps": 2.0, "start": 0.0,
                                  "conversation": conversation(i)}))
     (root / "train.jsonl").write_text("\n".join(lines[:-2]) + "\n")

@@ -35,7 +35,8 @@ from ..model import StreamVLM
 from ..presets import tiny_config, train_tokenizer, videollm_online_8b_config
 from ..typed_json import save_json, to_dict
 from .config import TrainConfig
-from .data import ConversationRecord, build_dataset, read_conversations, training_texts
+from ..data.jsonl import ConversationRecord
+from .data import build_dataset, read_records, training_texts
 from .state import (
     checkpoint_dir, latest_checkpoint, load_trainer_state, rng_state, save_trainer_state, set_rng_state,
 )
@@ -176,7 +177,7 @@ def train(config: TrainConfig) -> Path:
     out = Path(cfg.output_dir)
 
     # 1. Data records and the checkpoint to resume from (errors here cost no model loading).
-    records = read_conversations(cfg.data.train, cfg.data.max_samples)
+    records = read_records(cfg.data)
     resume_from = None
     if cfg.resume is not False:
         resume_from = latest_checkpoint(out) if cfg.resume is True else Path(cfg.resume)
@@ -205,9 +206,8 @@ def train(config: TrainConfig) -> Path:
     # 3. Model, tokenizer and datasets.
     model = build_model(cfg, records, resume_from)
     raw_frames = cfg.data.videos is not None
-    preprocess = model.frame_encoder.preprocess if raw_frames else None
-    train_set = build_dataset(cfg.data, model.renderer, "train", preprocess, records)
-    val_set = build_dataset(cfg.data, model.renderer, "val", preprocess) if cfg.data.val else None
+    train_set = build_dataset(cfg.data, model.renderer, "train", model.frame_encoder)
+    val_set = build_dataset(cfg.data, model.renderer, "val", model.frame_encoder) if cfg.data.val else None
     check_frames(train_set, model, cfg.data.train)
     if len(train_set) < world:
         raise ConfigError(f"data.train: {len(train_set)} conversations cannot feed {world} processes")

@@ -7,8 +7,8 @@ is kept once, different texts at the same frame are joined. A window becomes::
     system, stream(1 frame, not learned), user(instruction), assistant(narration 1),
     stream(frames up to narration 2, learned), assistant(narration 2), ...
 
-Refined texts ("You pick up the knife.") replace the raw narrations of an annotation when a
-refined file is given (see :func:`load_refined`).
+Refined texts ("You pick up the knife.") replace the raw ones when a refined file is given (see
+:func:`load_refined`).
 """
 
 from __future__ import annotations
@@ -58,39 +58,28 @@ def clean_narration(text: str, min_words: int = 2) -> str | None:
     return cleaned[0].upper() + cleaned[1:] + "."
 
 
-def load_refined(path: str | Path) -> dict[str, tuple[Narration, ...]]:
-    """Read a refined-narration file: ``{annotation_uid: [{"time": s, "text": "You ..."}, ...]}``.
-
-    The refined entries of an annotation replace all its raw narrations (texts used as given).
-    """
+def load_refined(path: str | Path) -> dict[str, str]:
+    """Read a refined-narration file ``{annotation_uid: "You pick up the knife."}`` (as written by
+    ``streamvlm data refine``); a narration whose ``annotation_uid`` is a key is said with that text."""
     file = str(path)
     root = Record(load_json(path), file, "<root>")
     out = {}
-    for uid, items in root.data.items():
-        rec = Record({"items": items}, file, uid)
-        entries = []
-        for i, item in enumerate(rec.items("items")):
-            entry = Record(item, file, f"{uid}[{i}]")
-            text = " ".join(entry.text("text").split())
-            if not text:
-                entry.fail("must not be empty", "text")
-            entries.append(Narration(entry.seconds("time"), text, uid))
-        out[uid] = tuple(sorted(entries, key=lambda n: n.time))
+    for uid in root.data:
+        text = " ".join(root.text(uid).split())
+        if not text:
+            root.fail("must not be empty", uid)
+        out[uid] = text
     return out
 
 
-def _apply_refined(narrations: Sequence[Narration], refined: Mapping[str, Sequence[Narration]],
-                   min_words: int) -> list[Narration]:
+def _texts(narrations: Sequence[Narration], refined: Mapping[str, str], min_words: int) -> list[Narration]:
+    """Refined text where there is one, else the cleaned narration (dropped when too short)."""
     out = []
-    for uid in dict.fromkeys(n.annotation_uid for n in narrations):
-        if uid in refined:
-            out.extend(refined[uid])
-        else:
-            for n in narrations:
-                text = clean_narration(n.text, min_words) if n.annotation_uid == uid else None
-                if text is not None:
-                    out.append(Narration(n.time, text, uid))
-    return sorted(out, key=lambda n: n.time)
+    for n in narrations:
+        text = refined.get(n.annotation_uid) or clean_narration(n.text, min_words)
+        if text is not None:
+            out.append(Narration(n.time, text, n.annotation_uid))
+    return out
 
 
 def _by_frame(narrations: Sequence[Narration], fps: float) -> list[tuple[int, str]]:
@@ -104,12 +93,12 @@ def _by_frame(narrations: Sequence[Narration], fps: float) -> list[tuple[int, st
 
 
 def convert_narration(videos: Sequence[NarrationVideo], options: NarrationOptions | None = None,
-                      refined: Mapping[str, Sequence[Narration]] | None = None) -> Iterator[ConversationRecord]:
+                      refined: Mapping[str, str] | None = None) -> Iterator[ConversationRecord]:
     """Yield one dialogue per (video, narration pass, window) holding at least one narration."""
     opt = options or NarrationOptions()
     for video in videos:
         for pass_name, narrations in video.passes.items():
-            cleaned = _apply_refined(narrations, refined or {}, opt.min_words)
+            cleaned = _texts(narrations, refined or {}, opt.min_words)
             windows: dict[int, list[Narration]] = {}
             for n in cleaned:
                 windows.setdefault(int(n.time // opt.window), []).append(n)

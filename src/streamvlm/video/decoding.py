@@ -67,6 +67,9 @@ def video_stream(container: av.container.InputContainer, location: Location
     if not container.streams.video:
         raise VideoError(f"{location.name}: has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # e.g. a file cut before the codec parameters
+        raise VideoError(f"{location.name}: video stream cannot be decoded (no decoder for it "
+                         "or its codec parameters are missing)")
     stream.codec_context.options = dict(DECODER_OPTIONS)
     rate = stream.average_rate or stream.guessed_rate
     native_fps = float(rate) if rate and math.isfinite(float(rate)) and rate > 0 else None

@@ -17,13 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("narration_json", metavar="NARRATION_JSON", help="Ego4D narration.json")
     parser.add_argument("--out", required=True, metavar="REFINED_JSON", help="output JSON {annotation_uid: refined text}")
+    parser.add_argument("--prompt", help="prompt template file replacing streamvlm/prompts/refine_narration.txt")
     parser.add_argument("--limit", type=int, help="refine only the first N narrations (videos in file order, each pass by time)")
     add_backend_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.formats import read_narration
-    from ..data.generate.narration import narrations_by_uid, refine_narrations
+    from ..data.generate.narration import REFINE_PLACEHOLDERS, narrations_by_uid, refine_narrations
     from ..data.generate.options import backend_from_args
     from ..data.generate.prompts import load_prompt
     from ..errors import UserError
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     narrations = narrations_by_uid(read_narration(args.narration_json), args.narration_json)
     if args.limit is not None:
         narrations = narrations[: args.limit]
-    template = load_prompt(args.prompt) if args.prompt else None
+    template = load_prompt(args.prompt).require(REFINE_PLACEHOLDERS) if args.prompt else None
     backend = backend_from_args(args)
     refined = refine_narrations(narrations, backend, template=template)
     out = Path(args.out)

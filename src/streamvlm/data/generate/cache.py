@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ...errors import DataError
 from .backend import ChatBackend, Prompt
@@ -60,17 +60,16 @@ class CachedBackend(ChatBackend):
     def identity(self) -> dict[str, Any]:
         return self.backend.identity()
 
-    def _open_for_append(self):
+    def _open_for_append(self) -> TextIO:
+        """Open for appending; a torn last line (a write cut short) is cut off first."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        torn = False
         if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as f:
+            with self.path.open("r+b") as f:
                 f.seek(-1, 2)
-                torn = f.read(1) != b"\n"
-        handle = self.path.open("a", encoding="utf-8")
-        if torn:
-            handle.write("\n")
-        return handle
+                if f.read(1) != b"\n":
+                    f.seek(0)
+                    f.truncate(f.read().rfind(b"\n") + 1)
+        return self.path.open("a", encoding="utf-8")
 
     def iter_complete(self, prompts: Sequence[Prompt]) -> Iterator[tuple[int, str]]:
         identity = self.identity()

@@ -29,7 +29,6 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (openai) [60]")
     g.add_argument("--max-retries", type=int, default=5, help="retries on 429/5xx/timeouts (openai) [5]")
     g.add_argument("--cache", help="JSONL reply cache: a rerun reuses it and only asks for what is missing")
-    g.add_argument("--prompt", help="a prompt template file replacing the shipped one (same sections and placeholders)")
 
 
 def backend_from_args(args: argparse.Namespace) -> ChatBackend | None:

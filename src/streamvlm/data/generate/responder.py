@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..responder import ResponseRequest
+from ..rule_responder import RuleResponder
 from .backend import ChatBackend, Prompt
 from .prompts import PromptTemplate, load_prompt
 
@@ -35,22 +36,9 @@ def clean_reply(reply: str) -> str:
     return text.strip(_QUOTES).strip()
 
 
-def current_step_reply(request: ResponseRequest) -> str:
-    """A deterministic reply from the annotation alone, used when the LLM answers nothing."""
-    done = [s for s in request.steps if s.end <= request.time]
-    now = [s for s in request.steps if s.start <= request.time < s.end]
-    ahead = [s for s in request.steps if s.start > request.time]
-    if request.kind == "past" and done:
-        return "So far: " + "; ".join(s.text for s in done) + "."
-    if request.kind == "next" and ahead:
-        return f"Next: {ahead[0].text}."
-    if now:
-        return f"Now: {now[0].text}."
-    return f"Done: {done[-1].text}." if done else "Nothing has happened yet."
-
-
 class LLMResponder:
-    """A :class:`~streamvlm.data.responder.Responder` backed by a :class:`ChatBackend`."""
+    """A :class:`~streamvlm.data.responder.Responder` backed by a :class:`ChatBackend`; an empty
+    LLM reply is replaced by the :class:`~streamvlm.data.rule_responder.RuleResponder`'s."""
 
     def __init__(self, backend: ChatBackend, prompt: PromptTemplate | None = None, *, progress: bool = True) -> None:
         self.backend = backend
@@ -60,4 +48,5 @@ class LLMResponder:
     def respond(self, requests: Sequence[ResponseRequest]) -> list[str]:
         prompts = [response_prompt(self.template, r) for r in requests]
         replies = self.backend.complete(prompts, progress="respond" if self.progress else None)
-        return [clean_reply(text) or current_step_reply(r) for text, r in zip(replies, requests)]
+        rule = RuleResponder()
+        return [clean_reply(text) or rule.answer(r) for text, r in zip(replies, requests)]

@@ -1,0 +1,125 @@
+"""Generate a whole synthetic world: plan every video, render and encode them (in parallel
+processes), and write the annotation files, ``world.json`` and ``splits.json``.
+
+Layout of ``out_dir``::
+
+    videos/<uid>.mp4              h264, yuv420p, ``size`` x ``size``, ``fps`` frames per second
+    annotations/narration.json    Ego4D narrations
+    annotations/goalstep_{train,val,test}.json
+    annotations/COIN.json
+    annotations/fho_lta_{train,val,test}.json, annotations/fho_lta_taxonomy.json
+    world.json                    ground truth (written last: its presence marks a complete world)
+    splits.json                   {"train": [uids], "val": [...], "test": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+from ...errors import UserError
+from .formats import SPLITS, write_annotations
+from .planner import plan_video
+from .render import render_video_frames
+from .spec import WORLD_VERSION, SynthWorld, VideoSpec, WorldOptions
+
+_OUTPUTS = ("videos", "annotations", "world.json", "splits.json")
+
+
+def write_video(spec: VideoSpec, path: Path, crf: int = 18) -> None:
+    """Render ``spec`` and encode it to an h264 mp4 at ``path`` (single-threaded x264, so the
+    bytes and the decoded frames are the same on every run)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1001))
+        stream.width = stream.height = spec.size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "fast", "threads": "1"}
+        stream.thread_count = 1
+        for frame in render_video_frames(spec):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+
+
+def _write_one(args: tuple[VideoSpec, str]) -> str:
+    spec, folder = args
+    write_video(spec, Path(folder) / f"{spec.uid}.mp4")
+    return spec.uid
+
+
+def check_options(options: WorldOptions) -> None:
+    """Raise a UserError naming the first bad option."""
+    if options.num_videos <= 0:
+        raise UserError(f"--videos must be positive, got {options.num_videos}")
+    if options.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {options.seed}")
+    if not 4.0 <= options.duration <= 3600.0:
+        raise UserError(f"--duration must be between 4 and 3600 seconds, got {options.duration}")
+    if options.size < 32 or options.size > 1024 or options.size % 2:
+        raise UserError(f"--size must be an even number of pixels in [32, 1024], got {options.size}")
+    if not 1.0 <= options.fps <= 60.0:
+        raise UserError(f"--fps must be between 1 and 60, got {options.fps}")
+
+
+def generate_world(out_dir: str | Path, num_videos: int, seed: int, *, duration: float = 60.0,
+                   size: int = 96, fps: float = 8.0, split: Literal["auto", "train", "val", "test"] = "auto",
+                   workers: int | None = None, overwrite: bool = False, progress: bool = True) -> SynthWorld:
+    """Generate ``num_videos`` videos of world ``seed`` into ``out_dir`` and return the world.
+
+    Everything written is a pure function of the arguments other than ``workers``,
+    ``overwrite`` and ``progress``. ``split="auto"`` gives each video a split from
+    ``(seed, index)`` (80/10/10); ``"train"``/``"val"``/``"test"`` puts every video in that split
+    (e.g. an extra test set from a new seed). ``workers`` defaults to the number of CPUs.
+    """
+    from tqdm import tqdm
+
+    options = WorldOptions(num_videos=num_videos, seed=seed, duration=float(duration), size=size,
+                           fps=float(fps), split=split)
+    check_options(options)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out}: folder is not empty (pass --overwrite to replace a generated world)")
+        for name in _OUTPUTS:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+    videos = [plan_video(seed, i, duration=duration, fps=fps, size=size, split=None if split == "auto" else split)
+              for i in range(num_videos)]
+    jobs = [(v, str(out / "videos")) for v in videos]
+    workers = max(1, min(workers or os.cpu_count() or 1, num_videos))
+    bar = tqdm(total=num_videos, desc="synth videos", unit="video", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            _write_one(job)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for _ in pool.map(_write_one, jobs):
+                bar.update()
+    bar.close()
+
+    write_annotations(videos, out / "annotations")
+    splits = {s: [v.uid for v in videos if v.split == s] for s in SPLITS}
+    (out / "splits.json").write_text(json.dumps(splits, indent=1) + "\n", encoding="utf-8")
+    world = SynthWorld(WORLD_VERSION, options, videos)
+    world.save(out)
+    world.root = out
+    return world

@@ -1,0 +1,172 @@
+"""The ground truth of a synthetic video (what ``world.json`` holds) and its loader.
+
+Coordinates are fractions of the frame side (``x`` right, ``y`` down, ``0..1``); times are
+seconds of video time. A :class:`VideoSpec` is all the renderer needs: rendering the same spec
+always gives the same frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ...errors import DataError
+from ...typed_json import from_dict, load_json, save_json, to_dict
+
+Split = Literal["train", "val", "test"]
+WORLD_VERSION = 1
+
+
+@dataclass
+class SynthObject:
+    """An object on the table. ``inside`` names the container it starts in (or ``None``)."""
+
+    id: str
+    kind: str
+    colour: str
+    x: float
+    y: float
+    role: str | None = None  # the task role it plays; None for a background object
+    inside: str | None = None
+
+    @property
+    def description(self) -> str:
+        """What narrations call it, e.g. ``"red cup"``."""
+        return f"{self.colour} {self.kind}"
+
+
+@dataclass
+class SynthAction:
+    """One atomic action. It runs over ``[start, end]``; ``time`` is when it visibly happens
+    (the narration timestamp, ``start < time < end``); ``x, y`` is where the hand does it."""
+
+    verb: str
+    obj: str | None
+    target: str | None
+    tool: str | None
+    start: float
+    time: float
+    end: float
+    x: float
+    y: float
+    step: int
+    narration: str  # Ego4D style, "#C C picks up the red cup"
+    imperative: str  # "pick up the red cup"
+    noun: str  # LTA noun of the action ("cup", "table", "water")
+
+
+@dataclass
+class SynthStep:
+    """One step of the task instance: ``step_id`` indexes the global step taxonomy."""
+
+    index: int
+    step_id: int
+    description: str
+    start: float
+    end: float
+    optional: bool
+    actions: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RenderStyle:
+    """Per-video nuisance: camera jitter amplitude (fraction of the side), lighting swing
+    (fraction of brightness), a distractor fly, table tint and texture noise seed."""
+
+    seed: int
+    jitter: float
+    light: float
+    fly: bool
+    table: tuple[int, int, int]
+
+
+@dataclass
+class VideoSpec:
+    """A whole synthetic video: layout, task instance, actions and how to render it."""
+
+    uid: str
+    index: int
+    seed: int
+    split: Split
+    task: str
+    goal: str
+    category: str
+    duration: float
+    fps: float
+    size: int
+    objects: list[SynthObject]
+    actions: list[SynthAction]
+    steps: list[SynthStep]
+    style: RenderStyle
+    stain: tuple[float, float, float] | None = None  # x, y, radius of the dirty spot
+
+    @property
+    def num_frames(self) -> int:
+        """Frames in the video: frame ``i`` shows time ``i / fps``."""
+        return int(round(self.duration * self.fps))
+
+    def object(self, oid: str) -> SynthObject:
+        for obj in self.objects:
+            if obj.id == oid:
+                return obj
+        raise KeyError(oid)
+
+
+@dataclass
+class WorldOptions:
+    """How a world was generated (stored in ``world.json``)."""
+
+    num_videos: int
+    seed: int
+    duration: float = 60.0
+    size: int = 96
+    fps: float = 8.0
+    split: Literal["auto", "train", "val", "test"] = "auto"
+
+
+@dataclass
+class SynthWorld:
+    """The content of ``world.json``: options and one :class:`VideoSpec` per video."""
+
+    version: int
+    options: WorldOptions
+    videos: list[VideoSpec]
+    root: Path | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def load(cls, root: str | Path) -> SynthWorld:
+        """Read ``root/world.json`` (strict: wrong keys or types raise a ConfigError)."""
+        root = Path(root)
+        world = load_json(cls, root / "world.json")
+        if world.version != WORLD_VERSION:
+            raise DataError(f"unsupported version {world.version}", file=str(root / "world.json"),
+                            field="version")
+        world.root = root
+        return world
+
+    def save(self, root: str | Path) -> None:
+        """Write ``root/world.json``."""
+        data = to_dict(self)
+        data.pop("root")
+        save_json(data, Path(root) / "world.json")
+
+    def video(self, uid: str) -> VideoSpec:
+        for v in self.videos:
+            if v.uid == uid:
+                return v
+        raise KeyError(uid)
+
+    def video_path(self, uid: str) -> Path:
+        """The mp4 of video ``uid`` (needs a world loaded from disk)."""
+        if self.root is None:
+            raise ValueError("world has no root folder")
+        return self.root / "videos" / f"{uid}.mp4"
+
+    def split(self, name: Split) -> list[VideoSpec]:
+        return [v for v in self.videos if v.split == name]
+
+
+def video_spec_from_dict(data: dict) -> VideoSpec:
+    """Build a :class:`VideoSpec` from its JSON dict (strict)."""
+    return from_dict(VideoSpec, data)

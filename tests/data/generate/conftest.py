@@ -1,4 +1,4 @@
-"""A protocol-conformant OpenAI-style chat-completions server on 127.0.0.1 for backend tests."""
+"""Fixtures: a protocol-conformant OpenAI-style chat-completions server on 127.0.0.1, a tiny Llama on disk."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,6 +84,25 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             })
 
     return Handler
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (2 layers, hidden 32) and a trained BPE tokenizer saved in one folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from streamvlm.presets import train_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok = train_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
 
 
 @pytest.fixture

@@ -51,6 +51,17 @@ def test_refine_http_backend_with_cache_and_limit(openai_server, narration_file,
     assert openai_server.hits == 2  # everything came from the cache
 
 
+def test_refine_transformers_backend(model_dir, narration_file, tmp_path):
+    out, cache = tmp_path / "refined.json", tmp_path / "cache.jsonl"
+    argv = ["data", "refine", str(narration_file), "--out", str(out), "--backend", "transformers", "--model",
+            str(model_dir), "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "4", "--cache", str(cache)]
+    assert main(argv) == 0
+    refined = json.loads(out.read_text())
+    assert sorted(refined) == ["u1", "u2", "u3"] and all(t.strip() for t in refined.values())
+    assert len(cache.read_text().splitlines()) == 3
+    assert main(argv) == 0 and json.loads(out.read_text()) == refined
+
+
 def test_refine_http_backend_missing_key(openai_server, narration_file, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("OPENAI_API_KEY")
     code = main(["data", "refine", str(narration_file), "--out", str(tmp_path / "o.json"), "--backend", "openai",

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from streamvlm.data.generate.transformers_backend import TransformersBackend, render_plain
-from streamvlm.presets import train_tokenizer
 
 MAX_NEW = 6
 PROMPTS = [
@@ -15,19 +12,6 @@ PROMPTS = [
     [{"role": "system", "content": "You pick up the red cup."}, {"role": "user", "content": "What have I done? Describe it."}],
     [{"role": "user", "content": "You open the drawer, then you close it. What should I do next? 0 1 2 3 4 5 6 7 8 9"}],
 ]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tok = train_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +44,16 @@ def test_complete_is_deterministic_one_reply_per_prompt(backend):
 
 
 def test_chat_template_is_used_when_the_tokenizer_has_one(model_dir, tmp_path):
+    import shutil
+
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    templated = tmp_path / "templated"
+    shutil.copytree(model_dir, templated)
+    tok = AutoTokenizer.from_pretrained(templated)
     tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
-    tok.save_pretrained(model_dir)
-    b = TransformersBackend(str(model_dir), max_new_tokens=2, batch_size=2, device="cpu", dtype="float32")
+    tok.save_pretrained(templated)
+    b = TransformersBackend(str(templated), max_new_tokens=2, batch_size=2, device="cpu", dtype="float32")
     assert b.uses_chat_template
     assert b.render(PROMPTS[0]) == "<user>What?<assistant>"
     assert len(b.complete(PROMPTS[:2])) == 2

@@ -18,6 +18,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from streamvlm.errors import ConfigError, VideoError
 from streamvlm.video.decoding import (BadFrameCounter, StreamInfo, check_limits, decode_frames,
@@ -173,6 +174,7 @@ def _sample(frames: Iterator[av.VideoFrame], name: str, info: StreamInfo, opts: 
     ``origin`` (the stream's start; the first timestamp seen when None)."""
     step = 1.0 / info.native_fps if info.native_fps else 1.0 / opts.fps
     sampler = TimestampSampler(opts.fps, step)
+    reformatter = VideoReformatter()
     emitted = 0
     for frame in frames:
         raw = frame.time
@@ -186,7 +188,7 @@ def _sample(frames: Iterator[av.VideoFrame], name: str, info: StreamInfo, opts: 
         if frame.width * frame.height > opts.max_pixels:
             raise VideoError(f"{name}: frame of {frame.width}x{frame.height} exceeds the limit "
                              f"of {opts.max_pixels} pixels")
-        yield sample_time, to_rgb(frame, opts.max_side)
+        yield sample_time, to_rgb(frame, opts.max_side, reformatter)
         emitted += 1
     if not emitted:
         raise VideoError(f"{name}: no decodable video frames")
@@ -225,13 +227,14 @@ def _image_samples(name: str, paths: list[str], opts: _Options, stats: DecodeSta
                    ) -> Iterator[tuple[float, np.ndarray]]:
     """(i / fps, RGB [H, W, 3]) for each decodable image i; broken ones are counted and skipped."""
     counter = BadFrameCounter(name, stats, opts.max_bad_ratio)
+    reformatter = VideoReformatter()
     for i, path in enumerate(paths):
         decoded = read_image(path, name, opts.max_pixels)
         if decoded is None:
             counter.bad()
             continue
         counter.good()
-        yield i / opts.fps, to_rgb(decoded[0], opts.max_side)
+        yield i / opts.fps, to_rgb(decoded[0], opts.max_side, reformatter)
 
 
 def _open_live(location: Location, opts: _Options, stats: DecodeStats) -> FrameSource:

@@ -115,3 +115,23 @@ def test_http_video_is_read_through_the_thread(http_server, make_video):
         frames = list(src)
     assert [f.time for f in frames] == pytest.approx([0.0, 0.5, 1.0, 1.5])
     assert src.stats.dropped == 0
+
+
+def test_slow_caller_of_a_live_source_gets_fresh_frames_and_drops_are_counted():
+    from streamvlm.video.frames import DecodeStats
+    from streamvlm.video.live import LiveReader
+
+    stats = DecodeStats()
+
+    def work(reader):
+        reader.set_info("header")
+        for i in range(20):
+            assert reader.put(i, drop_oldest=True)
+
+    reader = LiveReader("fake", work, stats, maxsize=4)
+    assert reader.wait_info(1.0) == "header"
+    time.sleep(0.3)  # the caller falls behind; the reader keeps only the newest items
+    items = []
+    while (item := reader.get(1.0)) is not None:
+        items.append(item)
+    assert items == [16, 17, 18, 19] and stats.dropped == 16

@@ -55,7 +55,10 @@ class LiveReader:
         """Queues ``item``; False when the reader was stopped (``work`` should return)."""
         while not self._stopped.is_set():
             try:
-                self._queue.put(item, timeout=_POLL)
+                if drop_oldest:
+                    self._queue.put_nowait(item)
+                else:
+                    self._queue.put(item, timeout=_POLL)
                 return True
             except queue.Full:
                 if drop_oldest:

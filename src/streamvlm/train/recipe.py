@@ -93,7 +93,11 @@ def build_model(cfg: TrainConfig, records: list[ConversationRecord], resume_from
     if cfg.model.train_vision and model.frame_encoder is not None:
         model.frame_encoder.requires_grad_(True)
     if cfg.gradient_checkpointing:
-        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm = model.language_model
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.train()
 
 
@@ -167,7 +171,20 @@ class StopRequest:
 
 # ---------------------------------------------------------------------------- the recipe
 def train(config: TrainConfig) -> Path:
-    """Train as ``config`` says; return the output folder (checkpoints + ``metrics.jsonl``)."""
+    """Train as ``config`` says; return the output folder (checkpoints + ``metrics.jsonl``).
+
+    Callable several times in one process (with different precisions): accelerate's per-process
+    state is reset after each run.
+    """
+    from accelerate.state import AcceleratorState
+
+    try:
+        return _train(config)
+    finally:
+        AcceleratorState._reset_state()  # accelerate keeps one state per process otherwise
+
+
+def _train(config: TrainConfig) -> Path:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
@@ -198,6 +215,7 @@ def train(config: TrainConfig) -> Path:
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         gradient_accumulation_steps=cfg.optim.grad_accum,
         deepspeed_plugin=plugin,
+        cpu=not torch.cuda.is_available(),  # CPU-only: torchrun / accelerate launch give gloo data parallel
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.model.train_vision)],
     )
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
@@ -288,7 +306,8 @@ def train(config: TrainConfig) -> Path:
     # 6. The loop: one optimizer step = grad_accum micro-batches (gradients synced on the last).
     bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     stop = StopRequest()
-    window = {"loss": 0.0, "lm_loss": 0.0, "stream_loss": 0.0, "tokens": 0, "micro": 0, "since": time.perf_counter()}
+    window = {"loss": 0.0, "lm_loss": 0.0, "stream_loss": 0.0, "tokens": 0, "samples": 0, "micro": 0,
+              "since": time.perf_counter()}
     with stop:
         while step < total_steps:
             epoch, index = divmod(step, steps_per_epoch)
@@ -303,6 +322,7 @@ def train(config: TrainConfig) -> Path:
                 window["lm_loss"] += parts.lm_loss.item()
                 window["stream_loss"] += parts.stream_loss.item()
                 window["tokens"] += tokens
+                window["samples"] += len(batch.keys)
                 window["micro"] += 1
             grad_norm = None
             if cfg.optim.max_grad_norm is not None:
@@ -315,18 +335,18 @@ def train(config: TrainConfig) -> Path:
 
             if step % cfg.log_every == 0 or step == total_steps:
                 sums = accelerator.reduce(torch.tensor([window["loss"], window["lm_loss"], window["stream_loss"],
-                                                        window["tokens"], window["micro"]],
+                                                        window["tokens"], window["samples"], window["micro"]],
                                                        dtype=torch.float64, device=accelerator.device), "sum")
                 elapsed = time.perf_counter() - window["since"]
                 record = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                          "loss": sums[0].item() / sums[4].item(), "lm_loss": sums[1].item() / sums[4].item(),
-                          "stream_loss": sums[2].item() / sums[4].item(), "lr": scheduler.get_last_lr()[0],
-                          "tokens_per_s": sums[3].item() / max(elapsed, 1e-9)}
+                          "loss": sums[0].item() / sums[5].item(), "lm_loss": sums[1].item() / sums[5].item(),
+                          "stream_loss": sums[2].item() / sums[5].item(), "lr": scheduler.get_last_lr()[0],
+                          "tokens_per_s": sums[3].item() / max(elapsed, 1e-9), "conversations": int(sums[4].item())}
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
-                window = {"loss": 0.0, "lm_loss": 0.0, "stream_loss": 0.0, "tokens": 0, "micro": 0,
+                window = {"loss": 0.0, "lm_loss": 0.0, "stream_loss": 0.0, "tokens": 0, "samples": 0, "micro": 0,
                           "since": time.perf_counter()}
             end_of_epoch = step % steps_per_epoch == 0
             if val_set is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch):

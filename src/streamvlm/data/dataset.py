@@ -23,7 +23,7 @@ from ..collate import Batch, Sample, collate
 from ..conversation import ConversationRenderer
 from ..errors import DataError, UserError
 from ..frame_encoder import FrameEncoder
-from .decode import sample_frames
+from ..video import open_source
 from .features import feature_path, load_frames, read_info
 from .jsonl import ConversationRecord, check_video_path, read_jsonl
 
@@ -116,7 +116,8 @@ class RawFrameDataset(_ConversationDataset):
             path = check_video_path(record.video, self.videos_root)
         except ValueError as exc:
             raise DataError(str(exc), file=self.path, record=record.id, field="video") from None
-        images = list(islice(sample_frames(path, record.fps, max_side=self.image_size), first, stop))
+        with open_source(path, fps=record.fps, max_side=self.image_size, allowed_root=self.videos_root) as source:
+            images = [frame.image for frame in islice(source, first, stop)]
         if len(images) < stop - first:
             raise DataError(f"needs frames {first}..{stop - 1} but the video gives {first + len(images)}",
                             file=str(path), record=record.id)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..frame_encoder import FrameEncoder
-from .decode import sample_frames
+from ..video import open_source
 from .features import feature_path, is_complete, write_features
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -52,11 +52,12 @@ def shard(items: Sequence[str], rank: int, world_size: int) -> list[str]:
 def encode_video(encoder: FrameEncoder, path: Path, fps: float, batch_size: int) -> torch.Tensor:
     """Decode ``path`` at ``fps`` and encode it in chunks -> ``[N, T, D_vision]`` (float32)."""
     outs, chunk = [], []
-    for image in sample_frames(path, fps, max_side=encoder.image_size):
-        chunk.append(image)
-        if len(chunk) == batch_size:
-            outs.append(_encode_chunk(encoder, chunk))
-            chunk = []
+    with open_source(path, fps=fps, max_side=encoder.image_size, allow_urls=False) as source:
+        for frame in source:
+            chunk.append(frame.image)
+            if len(chunk) == batch_size:
+                outs.append(_encode_chunk(encoder, chunk))
+                chunk = []
     if chunk:
         outs.append(_encode_chunk(encoder, chunk))
     if not outs:

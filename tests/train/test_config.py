@@ -67,3 +67,13 @@ def test_value_checks():
     cfg = load_train_config(None, ["model.preset=tiny", "data.train=x"])
     with pytest.raises(ConfigError, match="exactly one of 'features'"):
         cfg.validate(check_paths=False)
+
+
+def test_cli_reports_config_errors_in_one_line(capsys):
+    from streamvlm.cli import main
+
+    assert main(["train", "tiny-synth", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "optim.lrr" in err
+    assert main(["train", "tiny-synth", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["method"] == "streaming"

@@ -42,10 +42,14 @@ def write_video(spec: VideoSpec, path: Path, crf: int = 18) -> None:
         stream = container.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1001))
         stream.width = stream.height = spec.size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "fast", "threads": "1"}
-        stream.thread_count = 1
+        stream.options = {"crf": str(crf), "preset": "veryfast",
+                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1"}
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
         for frame in render_video_frames(spec):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            # convert here: the encoder's own rgb->yuv conversion is not always bit-reproducible
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -285,7 +285,7 @@ def plan_video(seed: int, index: int, *, duration: float = 60.0, fps: float = 8.
         for i in s.actions:
             actions[i].step = new_index
     base = np.array([170, 140, 105]) + rng.integers(-15, 16, 3)
-    style = RenderStyle(seed=int(rng.integers(2**31)), jitter=round(float(rng.uniform(0.005, 0.015)), 4),
+    style = RenderStyle(seed=int(rng.integers(2**31)), jitter=round(float(rng.uniform(0.003, 0.01)), 4),
                         light=round(float(rng.uniform(0.04, 0.12)), 4), fly=bool(rng.random() < 0.7),
                         table=tuple(int(c) for c in base))
     return VideoSpec(uid=video_uid(seed, index), index=index, seed=seed, split=split or split_of(seed, index),

@@ -250,15 +250,15 @@ class _Scene:
         rng = np.random.default_rng(spec.style.seed)
         ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
         xs, ys = (xs - self.margin) / s, (ys - self.margin) / s
-        grain = 6.0 * np.sin(55.0 * ys + 2.5 * np.sin(6.0 * xs + rng.uniform(0, 6)))
-        blotch = sum(4.0 * np.sin(rng.uniform(2, 6) * xs + rng.uniform(2, 6) * ys + rng.uniform(0, 6))
+        grain = 3.0 * np.sin(55.0 * ys + 2.5 * np.sin(6.0 * xs + rng.uniform(0, 6)))
+        blotch = sum(3.0 * np.sin(rng.uniform(2, 6) * xs + rng.uniform(2, 6) * ys + rng.uniform(0, 6))
                      for _ in range(3))
         self.background = (np.array(spec.style.table, np.float32)[None, None, :]
                            + (grain + blotch)[..., None]).astype(np.float32)
         self.xs, self.ys = xs[..., None], ys[..., None]
         self.light = rng.uniform(0, 2 * math.pi, 3), rng.uniform(0.05, 0.15, 2)
         self.fly = rng.uniform(0.2, 0.9, 4), rng.uniform(0, 2 * math.pi, 4)
-        self.jitter = rng.uniform(0.1, 0.35, 4), rng.uniform(0, 2 * math.pi, 4)
+        self.jitter = rng.uniform(0.04, 0.15, 4), rng.uniform(0, 2 * math.pi, 4)  # Hz: slow head sway
 
     # -- objects -----------------------------------------------------------------------------
     def _object(self, p: _Painter, oid: str, x: float, y: float, k: float, t: float, tilted: bool = False) -> None:

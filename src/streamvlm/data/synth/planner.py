@@ -241,7 +241,7 @@ def _add_interludes(steps: list[StepDef], objects: list[SynthObject], duration: 
     narrations also happen outside goal steps, as in Ego4D, and long videos stay busy."""
     background = [o for o in objects if o.role is None and o.kind != "drawer"]
     busy = sum(np.mean(VERBS[a[0]].duration) + 1.5 for s in steps for a in s.actions)
-    count = int(np.clip(round((0.8 * duration - busy) / 7.0), 0, 6)) if background else 0
+    count = int(np.clip(round((0.7 * duration - busy) / 7.0), 0, 3)) if background else 0
     slots = sorted(rng.integers(0, len(steps) + 1, count).tolist())
     out: list[StepDef | None] = []
     for i, step in enumerate(steps + [None]):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from ...errors import DataError
-from ...typed_json import from_dict, load_json, save_json, to_dict
+from ...typed_json import load_json, save_json, to_dict
 
 Split = Literal["train", "val", "test"]
 WORLD_VERSION = 1
@@ -166,7 +166,3 @@ class SynthWorld:
     def split(self, name: Split) -> list[VideoSpec]:
         return [v for v in self.videos if v.split == name]
 
-
-def video_spec_from_dict(data: dict) -> VideoSpec:
-    """Build a :class:`VideoSpec` from its JSON dict (strict)."""
-    return from_dict(VideoSpec, data)

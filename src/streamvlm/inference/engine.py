@@ -127,6 +127,8 @@ class StreamSession:
         self.cache = DynamicCache()
         self.frames_seen = 0
         self.evicted_tokens = 0
+        self.llm_calls = 0
+        self.tokens_fed = 0
         self.trace: SessionTrace | None = SessionTrace() if self._record else None
         self._pending: list[int] = []  # decided tokens not fed yet (interval, or reply tail + eos)
         self._state = "start"  # start | stream (after a frame) | reply (after a reply's eos)
@@ -284,6 +286,8 @@ class StreamSession:
         positions = torch.arange(start, start + length, device=model.device)[None]
         out = model.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=self.cache,
                                    use_cache=True, logits_to_keep=1)
+        self.llm_calls += 1
+        self.tokens_fed += length
         if self.trace is not None:
             self.trace.fed_ids += ids
             if frame_embeds is not None:

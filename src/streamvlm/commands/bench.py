@@ -1,0 +1,289 @@
+"""`streamvlm bench`: streaming vs per-frame dialogue vs interleaved vs no-cache, side by side.
+
+All methods run on the same frame embeddings and the same model, one after the other:
+
+* streaming: the :class:`~streamvlm.inference.StreamEngine` (one cache, a decision per frame,
+  replies only when they fire);
+* per-frame dialogue: an assistant turn after every frame: the frame is fed, then the turn is
+  generated (``]\\nAssistant:`` prompt, one decoded token that is eos), i.e. two LLM calls and the
+  template tokens on every frame;
+* interleaved: a short text (``--text-tokens``, default 8) is generated after every frame;
+* no cache: the whole streaming context is re-run at every frame.
+
+Random-weight presets would speak at every frame; their interval logit is biased so they stay
+silent, as a trained model does on most frames (the replies fired are reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+NAME = "bench"
+HELP = "measure streaming inference speed and memory against per-frame and interleaved decoding"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=["tiny", "default", "8b"], default="tiny",
+                        help="tiny: random 4-layer LM (hidden 256); default: the embedded default model; "
+                             "8b: VideoLLM-online-8B shapes, random weights, for a GPU")
+    parser.add_argument("--frames", type=int, default=64, help="frames per method (default 64)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                        help="default: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument("--text-tokens", type=int, default=8, help="tokens generated per frame by interleaved")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--force", action="store_true", help="run the 8b preset on a CPU anyway")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+@dataclass
+class Result:
+    method: str
+    frames_per_s: float
+    peak_memory_mib: float
+    kv_mib: float
+    tokens_per_frame: float
+    llm_calls_per_frame: float
+    replies: int = 0
+
+
+def _build_model(args: argparse.Namespace, torch):
+    from ..errors import UserError
+    from ..model import StreamVLM
+    from ..presets import tiny_config, train_tokenizer, videollm_online_8b_config
+
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device == "cuda" else torch.float32)
+    if args.preset == "default":
+        try:
+            from ..default_model import load_default_model
+        except ImportError:
+            raise UserError("preset 'default': the embedded default model is not available in this build") from None
+        return load_default_model().to(device=args.device, dtype=dtype).eval(), False
+    if args.preset == "8b":
+        if args.device == "cpu" and not args.force:
+            raise UserError("preset '8b' needs a GPU (about 17 GB of weights in bf16); use --device cuda, "
+                            "or --force to run it on a CPU anyway")
+        config = videollm_online_8b_config()
+        tokenizer = train_tokenizer(vocab_size=512)
+    else:
+        config = tiny_config("llama", hidden=256, layers=4, heads=4, kv_heads=2)
+        tokenizer = train_tokenizer()
+    torch.manual_seed(0)
+    with torch.device(args.device):
+        model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
+    return model.eval(), True
+
+
+def _silence(model, torch) -> None:
+    """Bias the interval logit of a random model so that it stays silent."""
+    from torch import nn
+
+    class IntervalBias(nn.Module):
+        def __init__(self, lm: nn.Module, interval_id: int) -> None:
+            super().__init__()
+            self.lm, self.interval_id = lm, interval_id
+
+        def get_input_embeddings(self) -> nn.Module:
+            return self.lm.get_input_embeddings()
+
+        def forward(self, **kwargs):
+            out = self.lm(**kwargs)
+            out.logits[..., self.interval_id] += 1e4
+            return out
+
+    model.language_model = IntervalBias(model.language_model, model.token_ids.silence_id)
+
+
+class _Meter:
+    """Peak memory over one method: CUDA allocator peak, or CPU RSS sampled after every frame."""
+
+    def __init__(self, torch, device: str) -> None:
+        import psutil
+
+        self.torch, self.cuda = torch, device == "cuda"
+        self.process = psutil.Process()
+        gc.collect()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self.process.memory_info().rss
+        self.peak = self.base
+
+    def sample(self) -> None:
+        if not self.cuda:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def peak_mib(self) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            self.peak = self.torch.cuda.max_memory_allocated()
+        return (self.peak - self.base) / 2**20
+
+
+def _cache_mib(cache) -> float:
+    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers if layer.is_initialized) / 2**20
+
+
+class _Runner:
+    """Feeds ids and frame embeddings to one cache (the baselines), counting calls and tokens."""
+
+    def __init__(self, model, torch) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.torch = model, torch
+        self.cache = DynamicCache()
+        self.calls = self.tokens = 0
+
+    def feed(self, ids: list[int], frame=None):
+        torch, model = self.torch, self.model
+        parts = [model.embed_tokens(torch.tensor([ids], device=model.device))] if ids else []
+        if frame is not None:
+            parts.append(frame[None])
+        embeds = torch.cat(parts, dim=1)
+        start = self.cache.get_seq_length()
+        positions = torch.arange(start, start + embeds.shape[1], device=model.device)[None]
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=self.cache,
+                                    use_cache=True, logits_to_keep=1)
+        self.calls += 1
+        self.tokens += embeds.shape[1]
+        return out.logits[0, -1]
+
+
+def _timed(name: str, frames, meter_factory, step: Callable[[int], None], finish: Callable[[], tuple]) -> Result:
+    from tqdm import tqdm
+
+    meter = meter_factory()
+    start = time.perf_counter()
+    for i in tqdm(range(len(frames)), desc=name, leave=False, unit="frame"):
+        step(i)
+        meter.sample()
+    if meter.cuda:
+        meter.torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    tokens, calls, kv_mib, replies = finish()
+    n = len(frames)
+    return Result(name, n / elapsed, meter.peak_mib(), kv_mib, tokens / n, calls / n, replies)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import UserError
+    from ..inference import GenerationConfig, StreamEngine
+    from ..inference.assistant import encode_images
+    from ..inference.layout import LayoutIds
+
+    if args.frames < 1:
+        raise UserError(f"--frames: must be >= 1, got {args.frames}")
+    if args.text_tokens < 1:
+        raise UserError(f"--text-tokens: must be >= 1, got {args.text_tokens}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, random_weights = _build_model(args, torch)
+    if random_weights:
+        _silence(model, torch)
+    meter = lambda: _Meter(torch, args.device)  # noqa: E731
+    layout = LayoutIds.from_model(model)
+    n = args.frames
+    results: list[Result] = []
+
+    with torch.inference_mode():
+        # frame encoding, timed on its own (batches of 8 uint8 frames at the tower's resolution)
+        side = model.frame_encoder.image_size if model.frame_encoder is not None else 32
+        images = torch.randint(0, 256, (n, side, side, 3), dtype=torch.uint8)
+        start = time.perf_counter()
+        if model.frame_encoder is not None:
+            frames = torch.cat([encode_images(model, images[i : i + 8]) for i in range(0, n, 8)])
+        else:
+            frames = torch.randn(n, model.config.tokens_per_frame, model.config.llm_hidden_size)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        encode_fps = n / (time.perf_counter() - start)
+        frames = frames.to(device=model.device, dtype=model.dtype)
+
+        # warm-up (first calls allocate), then streaming: the engine itself
+        warm = StreamEngine(model, GenerationConfig()).new_session()
+        for i in range(min(n, 2)):
+            warm.push_frame(frames[i], float(i))
+        del warm
+        session = StreamEngine(model, GenerationConfig()).new_session()
+        replies = [0]
+
+        def stream_step(i: int) -> None:
+            replies[0] += sum(e.role == "assistant" for e in session.push_frame(frames[i], i / 2))
+
+        results.append(_timed("streaming", frames, meter, stream_step,
+                              lambda: (session.tokens_fed, session.llm_calls, _cache_mib(session.cache), replies[0])))
+        del session
+
+        def dialogue(name: str, text_tokens: int) -> Result:
+            runner = _Runner(model, torch)
+
+            def step(i: int) -> None:
+                prefix = list(layout.start) if i == 0 else [layout.eos_id] + list(layout.stream_open)
+                runner.feed(prefix, frames[i])
+                logits = runner.feed(list(layout.reply_open_after_stream))
+                for _ in range(text_tokens - 1):  # the first token comes from the prompt's call
+                    logits[layout.eos_id] = -float("inf")
+                    runner.feed([int(logits.argmax())])
+                # the turn's last decoded token is eos (forced): fed with the next frame
+
+            return _timed(name, frames, meter, step,
+                          lambda: (runner.tokens, runner.calls, _cache_mib(runner.cache), n))
+
+        results.append(dialogue("per-frame", text_tokens=1))
+        results.append(dialogue("interleaved", text_tokens=args.text_tokens))
+
+        # no cache: the streaming context re-run in full at every frame
+        no_cache = {"tokens": 0, "calls": 0}
+
+        def full_step(i: int) -> None:
+            ids = list(layout.start)
+            for f in range(i + 1):
+                if f:
+                    ids.append(layout.interval_id)
+                ids += [layout.frame_id] * layout.tokens_per_frame
+            embeds = model.build_inputs_embeds(torch.tensor([ids], device=model.device), frames[: i + 1])
+            model.language_model(inputs_embeds=embeds, use_cache=False, logits_to_keep=1)
+            no_cache["tokens"] += len(ids)
+            no_cache["calls"] += 1
+
+        results.append(_timed("no-cache", frames, meter, full_step,
+                              lambda: (no_cache["tokens"], no_cache["calls"], 0.0, 0)))
+
+    _report(args, results, encode_fps, random_weights)
+    return 0
+
+
+def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, random_weights: bool) -> None:
+    by_name = {r.method: r for r in results}
+    ratios = {
+        "streaming/per-frame": by_name["streaming"].frames_per_s / by_name["per-frame"].frames_per_s,
+        "streaming/interleaved": by_name["streaming"].frames_per_s / by_name["interleaved"].frames_per_s,
+    }
+    report = {
+        "preset": args.preset, "device": args.device, "dtype": args.dtype, "frames": args.frames,
+        "random_weights": random_weights, "frame_encoding_fps": encode_fps,
+        "methods": [asdict(r) for r in results], "ratios": ratios,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"preset {args.preset} on {args.device}, {args.frames} frames; frame encoding alone: {encode_fps:.1f} frames/s")
+    header = f"{'method':<12} {'frames/s':>9} {'peak MiB':>9} {'KV MiB':>8} {'tokens/frame':>13} {'LLM calls/frame':>16} {'replies':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r.method:<12} {r.frames_per_s:>9.1f} {r.peak_memory_mib:>9.1f} {r.kv_mib:>8.2f} "
+              f"{r.tokens_per_frame:>13.1f} {r.llm_calls_per_frame:>16.1f} {r.replies:>8}")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")

@@ -41,11 +41,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
 
 
-def add_stream_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=float, default=None, help="frames per second to sample (default: the model's)")
+def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.725,
                    help="theta: the interval token is suppressed below this probability (default 0.725)")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="cap on the length of one reply")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="cap on the length of one reply (default 64)")
+
+
+def add_stream_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=float, default=None, help="frames per second to sample (default: the model's)")
+    add_generation_arguments(p)
     p.add_argument("--kv-budget", type=int, default=0,
                    help="bound the KV cache to this many tokens (attention sink + recent window); 0 = unbounded")
     p.add_argument("--realtime", action="store_true", help="pace by the wall clock; drop frames when behind")
@@ -67,8 +71,9 @@ def check_stream_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: must be >= 1")
-    if args.kv_budget and args.kv_budget < 256:
-        raise UserError(f"--kv-budget {args.kv_budget}: must be 0 (unbounded) or >= 256 tokens")
+    budget = getattr(args, "kv_budget", 0)
+    if budget and budget < 256:
+        raise UserError(f"--kv-budget {budget}: must be 0 (unbounded) or >= 256 tokens")
     if getattr(args, "fps", None) is not None and not 0 < args.fps <= 60:
         raise UserError(f"--fps {args.fps}: must be in (0, 60]")
 
@@ -81,9 +86,10 @@ def build_assistant(model, args: argparse.Namespace):
     from ..inference.kv_policy import SinkWindowPolicy
 
     policy = None
-    if args.kv_budget:
-        sink = args.kv_budget // 8  # the system prompt and the first frames stay as the attention sink
-        policy = SinkWindowPolicy(sink_tokens=sink, window_tokens=args.kv_budget - sink)
+    budget = getattr(args, "kv_budget", 0)
+    if budget:
+        sink = budget // 8  # the system prompt and the first frames stay as the attention sink
+        policy = SinkWindowPolicy(sink_tokens=sink, window_tokens=budget - sink)
     generation = GenerationConfig(threshold=args.threshold, max_new_tokens=args.max_new_tokens)
     return LiveAssistant(model, generation, kv_policy=policy)
 

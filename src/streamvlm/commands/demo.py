@@ -1,0 +1,197 @@
+"""``streamvlm demo``: watch a freshly generated synthetic clip with the model, live.
+
+The clip is a new video of the synthetic world (``streamvlm synth``, one 64-pixel test video of a
+random or given seed) that no model has seen. It is streamed through the model with the parallel
+pipeline; the model's narration is printed as it happens, next to the ground truth (the world's
+narrations, rule-refined to "You ..."), and three timed questions (past / now / next) are asked and
+printed with their rule-written answers. The last line scores the model on the clip's narration
+conversation with the paper's streaming metrics (TimeDiff, Fluency, LM-correctness) and gives the
+pipeline's speed. With ``--video`` any video is narrated instead (no ground truth, no metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from .narrate import (EventPrinter, add_generation_arguments, add_model_arguments, build_assistant,
+                      check_stream_arguments, expected_frames, frame_side, preflight, stream)
+
+NAME = "demo"
+HELP = "watch a new synthetic clip with the model: live narration beside the ground truth, then its scores"
+
+CLIP_SIZE = 64
+NARRATE = "Please concisely narrate the video in real time."
+"""Asked at 0 s, and the instruction of the scored conversation (the upstream evaluation prompt)."""
+QUESTIONS = (("past", 1 / 3, "What have I done so far to {goal}?"),
+             ("now", 1 / 2, "What am I doing right now?"),
+             ("next", 2 / 3, "What should I do next to {goal}?"))
+"""(kind, fraction of the clip, question) of the timed questions; templates of the live-chat data."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    p.add_argument("--seed", type=int, default=None, help="seed of the synthetic clip (default: a random one)")
+    p.add_argument("--duration", type=float, default=40.0, help="length of the synthetic clip in seconds (default 40)")
+    p.add_argument("--video", help="narrate this video instead of a synthetic clip (no ground truth, no scores)")
+    add_generation_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+@dataclass(frozen=True)
+class TruthLine:
+    """A ground-truth narration, printed once the stream reaches ``time``."""
+
+    time: float
+    text: str
+
+
+class DemoPrinter(EventPrinter):
+    """Prints the model's events; after the model's answer to a timed question, the true answer."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__(None)
+        self.answers = answers
+        self._asked: str | None = None
+
+    def __call__(self, time: float, role: str, text: str) -> None:
+        super().__call__(time, role, text)
+        if role == "user":
+            self._asked = text
+        elif self._asked is not None:
+            truth = self.answers.get(self._asked)
+            if truth:
+                self.line(f"({time:.1f}s) truth: {truth}")
+            self._asked = None
+
+    def truth(self, line: TruthLine) -> None:
+        self.line(f"({line.time:.1f}s) truth: {line.text}")
+
+
+def _check(args: argparse.Namespace) -> None:
+    check_stream_arguments(args)
+    if args.video is not None:
+        preflight(args.video)
+        return
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"--seed {args.seed}: must be >= 0")
+    if not (math.isfinite(args.duration) and 4.0 <= args.duration <= 600.0):
+        raise UserError(f"--duration {args.duration}: must be between 4 and 600 seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    from ..loading import load_model
+
+    model = load_model(args.model, llm=args.llm, vision=args.vision, device=args.device, dtype=args.dtype)
+    if args.video is not None:
+        return _narrate_video(model, args)
+    with tempfile.TemporaryDirectory(prefix="streamvlm-demo-") as tmp:
+        return _synthetic(model, args, Path(tmp))
+
+
+def _narrate_video(model, args: argparse.Namespace) -> int:
+    from ..video import open_source
+
+    fps = model.config.frame_fps
+    printer = EventPrinter(None)
+    with open_source(args.video, fps=fps, max_side=frame_side(model)) as source:
+        stats = stream(build_assistant(model, args), source, [], realtime=False, printer=printer,
+                       progress=not args.no_progress, total=expected_frames(source, fps))
+        decode = source.stats
+    print(f"{stats.frames} frames in {stats.wall_seconds:.1f}s ({stats.fps:.1f} frames/s); "
+          f"dropped {stats.dropped + decode.dropped}, damaged frames skipped {decode.skipped_corrupt}", flush=True)
+    return 0
+
+
+def _synthetic(model, args: argparse.Namespace, tmp: Path) -> int:
+    from ..data.generate import rule_refine
+    from ..data.rule_responder import RuleResponder
+    from ..data.responder import ResponseRequest, Step
+    from ..data.synth import generate_world
+    from ..inference.pipeline import TimedQuery
+    from ..video import open_source
+
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    world = generate_world(tmp / "world", 1, seed, duration=args.duration, size=CLIP_SIZE, split="test",
+                           workers=1, progress=False)
+    spec = world.videos[0]
+    print(f"synthetic clip {spec.uid}: {spec.duration:g} s, goal: {spec.goal} (replay it with --seed {seed})",
+          flush=True)
+
+    truths = sorted((TruthLine(a.time, rule_refine(a.narration)) for a in spec.actions), key=lambda t: t.time)
+    steps = tuple(Step(s.start, s.end, s.description) for s in spec.steps)
+    queries = [TimedQuery(0.0, NARRATE)]
+    answers = {}
+    for kind, fraction, template in QUESTIONS:
+        when = round(fraction * spec.duration, 1)
+        question = template.format(goal=spec.goal)
+        queries.append(TimedQuery(when, question))
+        answers[question] = RuleResponder().answer(ResponseRequest(spec.uid, when, kind, steps, spec.goal, question))
+
+    fps = model.config.frame_fps
+    printer = DemoPrinter(answers)
+    frames: dict[int, object] = {}
+    due = list(truths)
+
+    def on_step(step) -> None:
+        while due and due[0].time <= step.time:
+            printer.truth(due.pop(0))
+
+    def recorded(source):
+        for frame in source:  # the pipeline's reader thread; the images are kept for scoring
+            frames[round(frame.time * fps)] = frame.image
+            yield frame
+
+    with open_source(world.video_path(spec.uid), fps=fps, max_side=frame_side(model)) as source:
+        stats = stream(build_assistant(model, args), recorded(source), queries, realtime=False, printer=printer,
+                       progress=not args.no_progress, total=expected_frames(source, fps), on_step=on_step)
+    for line in due:
+        printer.truth(line)
+
+    scores = _score(model, world.root, spec.uid, frames, fps, args.threshold)
+    print(f"TimeDiff {_value(scores['time_diff'], '{:.1f}s')} | Fluency {_value(scores['fluency'], '{:.0%}')} | "
+          f"LM-correctness {_value(scores['lm_correctness'], '{:.0%}')} | {stats.fps:.1f} frames/s", flush=True)
+    return 0
+
+
+def _score(model, world_root: Path, uid: str, images: dict, fps: float, threshold: float) -> dict:
+    """Streaming metrics of ``model`` on the clip's narration conversation (refined texts), with
+    the frames the stream decoded (``images``: grid index -> uint8 ``[H, W, 3]``)."""
+    import numpy as np
+    import torch
+
+    from ..data.convert.narration import NarrationOptions, convert_narration
+    from ..data.convert.timeline import frame_at
+    from ..data.formats.ego4d import NarrationVideo, read_narration
+    from ..data.generate import rule_refine
+    from ..evaluation import EvalSample, evaluate_dataset
+
+    available = 0
+    while available in images:
+        available += 1
+    videos = []
+    for video in read_narration(world_root / "annotations" / "narration.json"):
+        passes = {name: tuple(n for n in items if frame_at(n.time, fps) < available)
+                  for name, items in video.passes.items()}
+        videos.append(NarrationVideo(video.video_uid, {k: v for k, v in passes.items() if v}))
+    refined = {n.annotation_uid: rule_refine(n.text) for v in videos for items in v.passes.values() for n in items}
+    options = NarrationOptions(fps=fps, window=max(300.0, available / fps + 1.0), instruction=NARRATE)
+    records = [r for r in convert_narration(videos, options, refined) if r.meta["video_uid"] == uid]
+    samples = []
+    with torch.inference_mode():
+        for record in records:
+            first, stop = record.frame_range()
+            pixels = torch.from_numpy(np.stack([images[i] for i in range(first, stop)])).to(model.device)
+            tokens = model.frame_encoder.encode_frames(pixels)
+            samples.append(EvalSample(record.conversation, tokens, record.fps, record.id))
+    return evaluate_dataset(model, samples, threshold)
+
+
+def _value(value: float | None, pattern: str) -> str:
+    return "-" if value is None or not math.isfinite(value) else pattern.format(value)

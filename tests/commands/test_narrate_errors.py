@@ -113,11 +113,16 @@ def test_bad_flag_values(cli, tiny_checkpoint, short_clip, flags, message):
     one_error_line(cli("narrate", short_clip, "--model", tiny_checkpoint, *flags), message)
 
 
-def test_threshold_that_is_not_a_number(cli, short_clip, capsys):
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--threshold", "abc"], "argument --threshold: invalid float value: 'abc'"),
+    (["--query", "-3:x"], "argument --query: expected one argument"),  # argparse reads -3:x as an option
+])
+def test_argparse_usage_errors_exit_2(cli, short_clip, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
-        cli("narrate", short_clip, "--threshold", "abc")
+        cli("narrate", short_clip, *flags)
     assert exit_info.value.code == 2
-    assert "argument --threshold: invalid float value: 'abc'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_bad_model_folder_and_output_path(cli, tiny_checkpoint, short_clip, tmp_path):

@@ -9,20 +9,21 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..inference.pipeline import TimedQuery
 
 NAME = "narrate"
 HELP = "narrate a video file, webcam, network stream or image folder live"
 
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def parse_query(text: str):
+def parse_query(text: str) -> TimedQuery:
     """``"SECONDS:text"`` -> TimedQuery; a clear UserError otherwise."""
-    from ..inference.pipeline import TimedQuery
-
     seconds, sep, question = text.partition(":")
     try:
         when = float(seconds)
@@ -30,6 +31,8 @@ def parse_query(text: str):
         when = math.nan
     if not sep or not question.strip() or not math.isfinite(when) or when < 0:
         raise UserError(f"--query {text!r}: expected SECONDS:TEXT with SECONDS >= 0, e.g. --query '12.5:What am I doing?'")
+    from ..inference.pipeline import TimedQuery  # imports torch: only for a valid query
+
     return TimedQuery(when, question.strip())
 
 

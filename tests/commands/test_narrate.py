@@ -41,9 +41,10 @@ def test_narrate_synthetic_clip_with_query_and_output(cli, tiny_checkpoint, shor
     assert result.code == 0, result.err
     events = check_events(result, out)
     users = [e for e in events if e["role"] == "user"]
-    assert users == [{"time": 2.2, "role": "user", "text": "What am I doing?"}]
+    assert users == [{"time": 0.0, "role": "user", "text": "Please concisely narrate the video in real time."},
+                     {"time": 2.2, "role": "user", "text": "What am I doing?"}]  # the narration instruction first
     assert result.lines.count("(2.2s) User: What am I doing?") == 1  # printed once, from the engine's event
-    answer = events[events.index(users[0]) + 1]
+    answer = events[events.index(users[1]) + 1]
     assert answer["role"] == "assistant" and answer["time"] == 2.2
     assert summary(result) == (12, 0, 0)  # 6 s at the model's 2 frames/s
     assert "frames/s" in result.err  # the progress bar
@@ -52,7 +53,8 @@ def test_narrate_synthetic_clip_with_query_and_output(cli, tiny_checkpoint, shor
 def test_narrate_real_video(cli, tiny_checkpoint, shared_videos, tmp_path):
     out = tmp_path / "office.jsonl"
     result = cli("narrate", shared_videos / "mmduet_office.mp4", "--model", tiny_checkpoint, "--query", "4:What is here?",
-                 "--query", "9.5:And now?", "--output", out, "--max-new-tokens", "1", "--no-progress")
+                 "--query", "9.5:And now?", "--output", out, "--max-new-tokens", "1", "--no-progress",
+                 "--instruction", "")
     assert result.code == 0, result.err
     events = check_events(result, out)
     assert [(e["time"], e["text"]) for e in events if e["role"] == "user"] == [(4.0, "What is here?"), (9.5, "And now?")]
@@ -63,7 +65,7 @@ def test_narrate_real_video(cli, tiny_checkpoint, shared_videos, tmp_path):
 
 def test_query_after_the_end_is_reported_not_asked(cli, tiny_checkpoint, short_clip):
     result = cli("narrate", short_clip, "--model", tiny_checkpoint, "--query", "100:Still there?",
-                 "--max-new-tokens", "1", "--no-progress")
+                 "--max-new-tokens", "1", "--no-progress", "--instruction", "")
     assert result.code == 0
     assert "User:" not in result.out
     assert "query at 100.0s came after the last frame; not asked: Still there?" in result.err

@@ -60,10 +60,16 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                    help="ask TEXT at video time SECONDS (repeatable)")
 
 
+NARRATE_INSTRUCTION = "Please concisely narrate the video in real time."
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="video file, /dev/videoN or webcam:N, rtsp/http URL, or a folder of images")
     add_model_arguments(p)
     add_stream_arguments(p)
+    p.add_argument("--instruction", default=NARRATE_INSTRUCTION,
+                   help=f"asked at 0 s to start the narration, as in training (default: {NARRATE_INSTRUCTION!r}; "
+                        "'' asks nothing)")
     p.add_argument("--output", type=Path, help="write events as JSON lines to this file")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -204,6 +210,8 @@ def expected_frames(source, fps: float) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     queries = [parse_query(q) for q in args.query]
+    if args.instruction.strip():
+        queries.insert(0, parse_query(f"0:{args.instruction}"))
     check_stream_arguments(args)
     preflight(args.source)
     from ..loading import load_model  # imports torch: only once the source looks usable

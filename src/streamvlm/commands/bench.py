@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--force", action="store_true", help="run the 8b preset on a CPU anyway")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--videos", nargs="+", metavar="PATH",
+                        help="also run end to end (decoding, encoding and the LLM in the pipeline) on these video "
+                             "files or folders, e.g. ../shared/data/videos")
 
 
 @dataclass
@@ -260,11 +263,69 @@ def run(args: argparse.Namespace) -> int:
         results.append(_timed("no-cache", frames, meter, full_step,
                               lambda: (no_cache["tokens"], no_cache["calls"], 0.0, 0)))
 
-    _report(args, results, encode_fps, random_weights)
+    end_to_end = _end_to_end(args, model) if args.videos else []
+    _report(args, results, encode_fps, random_weights, end_to_end)
     return 0
 
 
-def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, random_weights: bool) -> None:
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+
+
+@dataclass
+class VideoResult:
+    video: str
+    seconds: float
+    frames: int
+    wall_s: float
+    frames_per_s: float
+    times_real_time: float
+    replies: int
+    damaged_skipped: int
+
+
+def _end_to_end(args: argparse.Namespace, model) -> list[VideoResult]:
+    """Each video through the real pipeline at the model's fps, asked to narrate at 0 s."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..inference import GenerationConfig
+    from ..inference.assistant import LiveAssistant
+    from ..inference.pipeline import StreamPipeline, TimedQuery
+    from ..video import open_source
+    from .narrate import NARRATE_INSTRUCTION
+
+    paths: list[Path] = []
+    for name in args.videos:
+        path = Path(name)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise UserError(f"--videos {name}: no such file or folder")
+    results = []
+    fps = model.config.frame_fps
+    side = max(64, 2 * model.frame_encoder.image_size)
+    for path in paths:
+        assistant = LiveAssistant(model, GenerationConfig(max_new_tokens=32))
+        try:
+            source = open_source(path, fps=fps, max_side=side)
+        except UserError as exc:  # a damaged sample is reported, not fatal
+            print(f"skipping {path.name}: {exc}")
+            continue
+        with source:
+            pipeline = StreamPipeline(assistant, source, queries=[TimedQuery(0.0, NARRATE_INSTRUCTION)])
+            replies = sum(e.role == "assistant" for step in pipeline for e in step.events)
+            stats, skipped = pipeline.stats, source.stats.skipped_corrupt
+        wall = stats.wall_seconds
+        seconds = stats.video_time + 1 / fps
+        results.append(VideoResult(path.name, seconds, stats.frames, wall, stats.frames / wall,
+                                   seconds / wall, replies, skipped))
+    return results
+
+
+def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, random_weights: bool,
+            end_to_end: list[VideoResult]) -> None:
     by_name = {r.method: r for r in results}
     ratios = {
         "streaming/per-frame": by_name["streaming"].frames_per_s / by_name["per-frame"].frames_per_s,
@@ -274,6 +335,7 @@ def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, 
         "preset": args.preset, "device": args.device, "dtype": args.dtype, "frames": args.frames,
         "random_weights": random_weights, "frame_encoding_fps": encode_fps,
         "methods": [asdict(r) for r in results], "ratios": ratios,
+        "end_to_end": [asdict(v) for v in end_to_end],
     }
     if args.json:
         print(json.dumps(report))
@@ -287,3 +349,11 @@ def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, 
               f"{r.tokens_per_frame:>13.1f} {r.llm_calls_per_frame:>16.1f} {r.replies:>8}")
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
+    if end_to_end:
+        print(f"\nend to end (decode + encode + LLM, {args.preset} model, narrating from 0 s):")
+        header = f"{'video':<28} {'seconds':>8} {'frames':>7} {'wall s':>7} {'frames/s':>9} {'x real time':>12} {'replies':>8}"
+        print(header)
+        print("-" * len(header))
+        for v in end_to_end:
+            print(f"{v.video:<28} {v.seconds:>8.1f} {v.frames:>7} {v.wall_s:>7.2f} {v.frames_per_s:>9.1f} "
+                  f"{v.times_real_time:>12.1f} {v.replies:>8}")

@@ -146,25 +146,6 @@ class EventPrinter:
             self.file.close()
 
 
-class PipelineConsumer:
-    """Adapts a :class:`~streamvlm.inference.assistant.LiveAssistant` to the pipeline: frames are
-    encoded in batches in the encoder thread, then pushed one by one."""
-
-    def __init__(self, assistant) -> None:
-        self.assistant = assistant
-
-    def encode_images(self, images):
-        from ..inference.assistant import encode_images
-
-        return encode_images(self.assistant.model, list(images))
-
-    def ask(self, text: str, time: float) -> None:
-        self.assistant.ask(text, time)
-
-    def push_frame(self, frame, time: float):
-        return self.assistant.push_frame(frame, time)
-
-
 def stream(assistant, source, queries, *, realtime: bool, printer: EventPrinter, progress: bool,
            total: int | None = None, on_step=None):
     """Run ``source`` (frames) through ``assistant``; print events; return the pipeline stats.
@@ -176,7 +157,7 @@ def stream(assistant, source, queries, *, realtime: bool, printer: EventPrinter,
     bar = tqdm(total=total, unit="frame", disable=not progress, file=sys.stderr, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
     printer.bar = bar if progress else None
-    pipeline = StreamPipeline(PipelineConsumer(assistant), source, queries=queries, realtime=realtime)
+    pipeline = StreamPipeline(assistant, source, queries=queries, realtime=realtime)
     try:
         for step in pipeline:
             if on_step is not None:

@@ -53,6 +53,11 @@ class LiveAssistant:
                 return self.model.embed_frames(frame[None].to(self.model.device))[0]
         return frame
 
+    def encode_images(self, images: list[np.ndarray] | Tensor) -> Tensor:
+        """uint8 frames -> frame embeddings ``[N, T, D]`` in one batch; with :meth:`push_frame` and
+        :meth:`ask` this makes the assistant a :class:`~streamvlm.inference.pipeline.FrameConsumer`."""
+        return encode_images(self.model, list(images) if not isinstance(images, Tensor) else images)
+
     def push_frame(self, frame: np.ndarray | Tensor, time: float) -> list[TextEvent]:
         events = self.session.push_frame(self._embeds(frame), time)
         decode = self.model.tokenizer.decode

@@ -11,10 +11,14 @@ from dataclasses import replace
 import pytest
 
 from streamvlm.cli import main
-from streamvlm.experiments.report import DISCUSSION_END, DISCUSSION_START, method_sentence, tau_sentence
+from streamvlm.errors import UserError
+from streamvlm.experiments.report import (
+    DISCUSSION_END, DISCUSSION_START, LOSSES, METHODS, TAUS, ordering_sentence, tau_sentence,
+)
 from streamvlm.experiments.tables import RUNS, TablesOptions, run_tables
+from streamvlm.typed_json import to_dict
 
-TINY = replace(TablesOptions.make_quick(), videos=2, heldout_videos=1, steps=2, duration=10.0, thetas=(0.5, 0.9))
+TINY = replace(TablesOptions.make_quick(), videos=2, heldout_videos=1, steps=2, duration=10.0)
 METRICS = ("lm_ppl", "time_diff", "fluency", "lm_correctness")
 
 
@@ -43,7 +47,7 @@ def test_every_table_row_is_written_with_finite_metrics(tiny_run):
     out, report = tiny_run
     text = report.read_text()
     expected = {"## (a)": ["Interleaved dialogue", "Per-frame dialogue", "Streaming dialogue"],
-                "## (b)": ["CE", "OHEM", "focal"], "## (c)": ["0.5", "1", "2", "3"], "## Threshold": ["0.5", "0.9"]}
+                "## (b)": ["CE", "OHEM", "focal"], "## (c)": ["0.5", "1", "2", "3"], "## Threshold": ["0.3", "0.725", "0.95"]}
     for section, labels in expected.items():
         table = rows(text, section)
         assert [r[0] for r in table] == labels, section
@@ -65,7 +69,7 @@ def test_the_report_lists_the_commands(tiny_run):
     assert f"streamvlm tables --out {work} --quick" in text
     for needle in ("streamvlm synth --out", "streamvlm data convert narration", "streamvlm data convert livechat",
                    "streamvlm train tiny-synth-per-frame", "streamvlm train tiny-synth-ohem", "loss.tau=2",
-                   "optim.max_steps=2", "streamvlm encode", "--threshold 0.725", "for T in 0.5 0.9; do streamvlm eval"):
+                   "optim.max_steps=2", "streamvlm encode", "--threshold 0.725", "for T in 0.3 0.725 0.95; do streamvlm eval"):
         assert needle in text, needle
 
 
@@ -87,21 +91,28 @@ def result(lm_ppl: float, time_diff: float, fluency: float) -> dict:
     return {"metrics": {"lm_ppl": lm_ppl, "time_diff": time_diff, "fluency": fluency, "lm_correctness": 0.5}}
 
 
-def test_method_sentence_compares_with_the_paper():
+def test_ordering_sentence_compares_with_the_paper():
     paper_like = {"interleaved": result(2.45, 6.47, 0.111), "per_frame": result(3.34, 2.52, 0.377),
                   "streaming": result(2.43, 2.32, 0.426)}
-    assert method_sentence(paper_like).startswith("The paper's ordering holds here")
+    assert ordering_sentence(paper_like, METHODS).startswith("The paper's ordering holds here")
     swapped = dict(paper_like, streaming=result(2.43, 7.0, 0.05))
-    sentence = method_sentence(swapped)
+    sentence = ordering_sentence(swapped, METHODS)
     assert "holds in part" in sentence and "TimeDiff differs from the paper" in sentence
+    reversed_losses = {"streaming": result(3.0, 3.0, 0.1), "ohem": result(2.5, 2.5, 0.2), "focal": result(2.0, 2.0, 0.3)}
+    assert ordering_sentence(reversed_losses, LOSSES).startswith("The paper's ordering does not hold here")
 
 
-def test_tau_sentence_names_the_best_tau():
-    taus = {"tau0.5": 0.5, "streaming": 1.0, "tau2": 2.0, "tau3": 3.0}
-    results = {name: result(2.0, 2.0, 0.40) for name in taus} | {"tau2": result(2.0, 1.9, 0.42)}
-    assert "holds here: the best Fluency is at tau = 2" in tau_sentence(results, taus)
-    results["tau3"] = result(2.0, 1.9, 0.50)
-    assert "does not hold here: the best Fluency is at tau = 3" in tau_sentence(results, taus)
+def test_tau_sentence_checks_similarity_and_the_best_timediff():
+    results = {name: result(2.0, 2.0, 0.40) for name in TAUS} | {"tau2": result(2.0, 1.9, 0.41)}
+    assert "holds here: best TimeDiff at tau = 2" in tau_sentence(results, TAUS)
+    results["tau3"] = result(2.0, 1.0, 0.60)
+    assert "does not hold here: best TimeDiff at tau = 3, best Fluency at tau = 3" in tau_sentence(results, TAUS)
+
+
+def test_a_folder_made_with_other_settings_is_refused(tmp_path):
+    (tmp_path / "options.json").write_text(json.dumps({**to_dict(TINY), "steps": 7}))
+    with pytest.raises(UserError, match="steps differ"):
+        run_tables(tmp_path, TINY, tmp_path / "results.md")
 
 
 @pytest.mark.slow

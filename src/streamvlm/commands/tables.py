@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report to write (default docs/results.md)")
     p.add_argument("--videos", type=int, help="training videos (default 48; --quick 4)")
     p.add_argument("--heldout-videos", type=int, help="held-out videos (default 12; --quick 2)")
-    p.add_argument("--steps", type=int, help="optimizer steps per run (default 80; --quick 3)")
+    p.add_argument("--steps", type=int, help="optimizer steps per run (default 100; --quick 3)")
     p.add_argument("--duration", type=float, help="seconds per video (default 60; --quick 20)")
     p.add_argument("--quick", action="store_true",
                    help="seconds-scale pipeline check: 4 videos of 20 s, 3 steps, a micro model (numbers meaningless)")

@@ -170,8 +170,8 @@ def build_report(results: dict[str, dict], options: TablesOptions, commands: Seq
         "seed 0, the tiny-synth recipe with these model overrides: "
         + (", ".join(f"`{o}`" for o in options.model) or "none") + ".",
         f"- theta = {theta:g} on P(interval) (per-frame models: on P(empty reply)) for tables (a)-(c).",
-        "- Training time is wall time on a shared 2-core CPU, so it is noisy; tokens per conversation is the "
-        "mean rendered length of the training conversations in the run's layout.",
+        f"- Training time is wall time with {options.threads} torch thread(s) on a shared 2-core CPU, so it is noisy; "
+        "tokens per conversation is the mean rendered length of the training conversations in the run's layout.",
         "",
         "## (a) Learning method",
         "",

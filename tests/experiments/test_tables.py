@@ -100,6 +100,9 @@ def test_ordering_sentence_compares_with_the_paper():
     assert "holds in part" in sentence and "TimeDiff differs from the paper" in sentence
     reversed_losses = {"streaming": result(3.0, 3.0, 0.1), "ohem": result(2.5, 2.5, 0.2), "focal": result(2.0, 2.0, 0.3)}
     assert ordering_sentence(reversed_losses, LOSSES).startswith("The paper's ordering does not hold here")
+    tied = dict(paper_like, per_frame=result(3.34, 2.3204, 0.377), streaming=result(2.43, 2.3196, 0.426))
+    assert "TimeDiff differs from the paper (best first: Per-frame dialogue = Streaming dialogue > Interleaved" \
+        in ordering_sentence(tied, METHODS)
 
 
 def test_tau_sentence_checks_similarity_and_the_best_timediff():
@@ -107,6 +110,8 @@ def test_tau_sentence_checks_similarity_and_the_best_timediff():
     assert "holds here: best TimeDiff at tau = 2" in tau_sentence(results, TAUS)
     results["tau3"] = result(2.0, 1.0, 0.60)
     assert "does not hold here: best TimeDiff at tau = 3, best Fluency at tau = 3" in tau_sentence(results, TAUS)
+    same = {name: result(2.0, 2.0, 0.40) for name in TAUS}
+    assert "holds in part here: best TimeDiff at tau = 0.5 and 1 and 2 and 3 (tied)" in tau_sentence(same, TAUS)
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path):

@@ -62,17 +62,23 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def order(results: dict[str, dict], names: Sequence[str], metric: str, higher_is_better: bool) -> list[str]:
-    """``names`` from best to worst on ``metric`` (runs without the metric last)."""
-    def key(name: str) -> float:
+METRIC_SENSE = (("lm_ppl", "LM-PPL", False), ("time_diff", "TimeDiff", False), ("fluency", "Fluency", True))
+DECIMALS = {"lm_ppl": 3, "time_diff": 2, "fluency": 3}
+"""Values equal at the report's precision are ties."""
+
+
+def ranking(results: dict[str, dict], names: Sequence[str], metric: str, higher_is_better: bool) -> list[list[str]]:
+    """``names`` grouped from best to worst on ``metric``; a group holds runs tied at the report's
+    precision; runs without a finite value come last, as one group."""
+    groups: dict[float, list[str]] = {}
+    for name in names:
         value = results[name]["metrics"].get(metric)
         if value is None or not math.isfinite(value):
-            return math.inf
-        return -value if higher_is_better else value
-    return sorted(names, key=key)
-
-
-METRIC_SENSE = (("lm_ppl", "LM-PPL", False), ("time_diff", "TimeDiff", False), ("fluency", "Fluency", True))
+            key = math.inf
+        else:
+            key = round(-value if higher_is_better else value, DECIMALS[metric])
+        groups.setdefault(key, []).append(name)
+    return [groups[k] for k in sorted(groups)]
 
 
 def paper_cell(name: str) -> str:
@@ -81,15 +87,16 @@ def paper_cell(name: str) -> str:
 
 
 def ordering_sentence(results: dict[str, dict], labels: dict[str, str]) -> str:
-    """Whether the runs ``labels`` rank as in the paper, metric by metric."""
+    """Whether the runs ``labels`` rank as in the paper, metric by metric (a tie is not the
+    paper's strict ordering)."""
     names = list(labels)
     parts, held = [], 0
     for i, (metric, label, higher) in enumerate(METRIC_SENSE):
-        paper = sorted(names, key=lambda n: -PAPER[n][i] if higher else PAPER[n][i])
-        here = order(results, names, metric, higher)
+        paper = [[n] for n in sorted(names, key=lambda n: -PAPER[n][i] if higher else PAPER[n][i])]
+        here = ranking(results, names, metric, higher)
         held += here == paper
-        ranking = " > ".join(labels[n] for n in here)
-        parts.append(f"{label} {'as in the paper' if here == paper else 'differs from the paper'} (best first: {ranking})")
+        text = " > ".join(" = ".join(labels[n] for n in group) for group in here)
+        parts.append(f"{label} {'as in the paper' if here == paper else 'differs from the paper'} (best first: {text})")
     verdict = "holds" if held == len(METRIC_SENSE) else ("holds in part" if held else "does not hold")
     return f"The paper's ordering {verdict} here: " + "; ".join(parts) + "."
 
@@ -105,12 +112,15 @@ def tau_sentence(results: dict[str, dict], taus: dict[str, float]) -> str:
             spread = (max(values) - min(values)) / max(values)
             similar = similar and (metric == "lm_ppl" or spread <= 0.1)
             spreads.append(f"{label} {100 * spread:.0f}%")
-    best_time = taus[order(results, names, "time_diff", False)[0]]
-    best_fluency = taus[order(results, names, "fluency", True)[0]]
-    verdict = "holds" if similar and best_time == 2.0 else ("holds in part" if similar or best_time == 2.0
-                                                            else "does not hold")
+    best_time = ranking(results, names, "time_diff", False)[0]
+    best_fluency = ranking(results, names, "fluency", True)[0]
+    time_at_2 = best_time == ["tau2"]
+    verdict = "holds" if similar and time_at_2 else ("holds in part" if similar or time_at_2 else "does not hold")
+
+    def at(group: list[str]) -> str:
+        return " and ".join(f"{taus[n]:g}" for n in group) + (" (tied)" if len(group) > 1 else "")
     return (f"The paper's finding (every tau within about 1%, tau = 2 the best trade-off with the best TimeDiff) "
-            f"{verdict} here: best TimeDiff at tau = {best_time:g}, best Fluency at tau = {best_fluency:g}; "
+            f"{verdict} here: best TimeDiff at tau = {at(best_time)}, best Fluency at tau = {at(best_fluency)}; "
             "spread between the best and worst tau (relative to the largest value): " + ", ".join(spreads) + ".")
 
 

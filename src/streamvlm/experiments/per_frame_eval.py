@@ -85,10 +85,11 @@ def evaluate_per_frame_conversation(model, turns: Sequence[Turn], frames: Tensor
     if given != gold.num_frames:
         raise ValueError(f"the conversation has {gold.num_frames} frames but {given} were given")
     layout = per_frame(turns)
-    # Where each original reply lands in the per-frame turns (non-stream turns are kept as they are).
-    moved = [j for j, t in enumerate(layout) if any(t is o for o in turns if o.role == "assistant")]
+    # The gold replies are the per-frame layout's own Turn objects (the transform keeps non-stream
+    # turns as they are and adds new ones for the empty replies).
+    gold_replies = {id(t) for t in turns if t.role == "assistant"}
     rendered = model.renderer.render(layout)
-    reply_spans = [s for s in rendered.spans if s.index in set(moved)]
+    reply_spans = [s for s in rendered.spans if id(layout[s.index]) in gold_replies]
     decision_at = _decision_positions(rendered)
     silent_id = silence_token(model)
     records: list[TurnRecord] = []

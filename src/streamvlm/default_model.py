@@ -36,7 +36,7 @@ def load_default_model():
 class BuildOptions:
     """How the default model is built. The defaults are the shipped model's."""
 
-    videos: int = 160
+    videos: int = 480
     """Training videos of the synthetic world (60 s each, 64 px)."""
     seed: int = 1
     """World seed of the training videos; held-out videos use ``seed + 1``."""

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .narrate import (EventPrinter, add_generation_arguments, add_model_arguments, build_assistant,
-                      check_stream_arguments, expected_frames, frame_side, preflight, stream)
+from .narrate import (NARRATE_INSTRUCTION, EventPrinter, add_generation_arguments, add_model_arguments,
+                      build_assistant, check_stream_arguments, expected_frames, frame_side, preflight, stream)
 
 NAME = "demo"
 HELP = "watch a new synthetic clip with the model: live narration beside the ground truth, then its scores"
 
 CLIP_SIZE = 64
-NARRATE = "Please concisely narrate the video in real time."
+NARRATE = NARRATE_INSTRUCTION
 """Asked at 0 s, and the instruction of the scored conversation (the upstream evaluation prompt)."""
 QUESTIONS = (("past", 1 / 3, "What have I done so far to {goal}?"),
              ("now", 1 / 2, "What am I doing right now?"),

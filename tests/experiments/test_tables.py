@@ -52,7 +52,9 @@ def test_every_table_row_is_written_with_finite_metrics(tiny_run):
         table = rows(text, section)
         assert [r[0] for r in table] == labels, section
         assert all(finite(cell) for r in table for cell in r[1:5]), (section, table)
-    tokens = {r[0]: float(r[6]) for r in rows(text, "## (a)")}
+    for section in ("## (a)", "## (b)", "## (c)"):  # P(silence) at gold-speak / gold-silent frames
+        assert all(finite(v) and 0 <= float(v) <= 1 for r in rows(text, section) for v in r[5].split(" / "))
+    tokens = {r[0]: float(r[7]) for r in rows(text, "## (a)")}
     assert tokens["Per-frame dialogue"] > tokens["Streaming dialogue"]  # a reply template after every frame
     for heading in ("## (a)", "## (b)", "## (c)"):
         assert "The paper's" in text.split(heading, 1)[1].split("\n## ", 1)[0]

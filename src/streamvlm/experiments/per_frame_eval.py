@@ -35,7 +35,7 @@ def silence_token(model) -> int:
     return (model.renderer.encode_content("") + [model.token_ids.eos_id])[0]
 
 
-def _decision_positions(rendered: RenderedConversation) -> list[int]:
+def decision_positions(rendered: RenderedConversation) -> list[int]:
     """``[num_frames]``: per frame, the position whose logits predict the first token of the reply
     that follows it (in the per-frame layout every frame is followed by an assistant turn)."""
     positions: list[int] = []
@@ -51,7 +51,7 @@ def _decision_positions(rendered: RenderedConversation) -> list[int]:
     return positions
 
 
-def _forward(model, rendered: RenderedConversation, frames: Tensor | None) -> Tensor:
+def forward_logits(model, rendered: RenderedConversation, frames: Tensor | None) -> Tensor:
     """Logits ``[L, V]`` of one rendered conversation; ``frames [N, T, D]`` (or pixels ``[N, 3, S, S]``)."""
     ids = torch.tensor([rendered.input_ids], dtype=torch.long, device=model.device)
     kwargs = {}
@@ -90,11 +90,11 @@ def evaluate_per_frame_conversation(model, turns: Sequence[Turn], frames: Tensor
     gold_replies = {id(t) for t in turns if t.role == "assistant"}
     rendered = model.renderer.render(layout)
     reply_spans = [s for s in rendered.spans if id(layout[s.index]) in gold_replies]
-    decision_at = _decision_positions(rendered)
+    decision_at = decision_positions(rendered)
     silent_id = silence_token(model)
     records: list[TurnRecord] = []
     with torch.inference_mode():
-        logits = _forward(model, rendered, frames)
+        logits = forward_logits(model, rendered, frames)
         labels = torch.tensor(rendered.labels, device=logits.device)
         segments, frames_since, decisions = [], 0, []
         for span in gold.spans:
@@ -124,8 +124,8 @@ def evaluate_per_frame_conversation(model, turns: Sequence[Turn], frames: Tensor
                     if n > 0:
                         alt = model.renderer.render(_silent_continuation(layout, reply.index, n))
                         stop = gold_frame.frame + 1 + n
-                        alt_logits = _forward(model, alt, frames[:stop])
-                        following = _scores(alt_logits, _decision_positions(alt)[gold_frame.frame + 1 : stop],
+                        alt_logits = forward_logits(model, alt, frames[:stop])
+                        following = _scores(alt_logits, decision_positions(alt)[gold_frame.frame + 1 : stop],
                                             silent_id)
                     record.frames_fed = len(following)
                     diff = late_diff(following, threshold)

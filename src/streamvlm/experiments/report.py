@@ -34,6 +34,7 @@ PAPER_COST = {"interleaved": "1694 / 12h", "per_frame": "6737 / 22h", "streaming
 METHODS = {"interleaved": "Interleaved dialogue", "per_frame": "Per-frame dialogue", "streaming": "Streaming dialogue"}
 LOSSES = {"streaming": "CE", "ohem": "OHEM", "focal": "focal"}
 TAUS = {"tau0.5": 0.5, "streaming": 1.0, "tau2": 2.0, "tau3": 3.0}
+SEPARATION = "P(silence): speak / silent frames"
 
 
 def fmt(value: float | None, kind: str = "num") -> str:
@@ -54,6 +55,12 @@ def fmt(value: float | None, kind: str = "num") -> str:
 def metric_cells(metrics: dict) -> list[str]:
     return [fmt(metrics.get("lm_ppl")), fmt(metrics.get("time_diff"), "s"), fmt(metrics.get("fluency"), "pct"),
             fmt(metrics.get("lm_correctness"), "pct")]
+
+
+def separation_cell(result: dict) -> str:
+    """Mean P(silence) at gold-speak / gold-silent frames (see :mod:`.diagnostics`)."""
+    sep = result.get("separation") or {}
+    return f"{fmt(sep.get('p_silence_speak'))} / {fmt(sep.get('p_silence_silent'))}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -152,8 +159,8 @@ def command_line(options: TablesOptions, out: str) -> str:
                        str(options.steps)])
 
 
-def build_report(results: dict[str, dict], options: TablesOptions, commands: Sequence[str], elapsed_s: float,
-                 out: str, discussion: str) -> str:
+def build_report(results: dict[str, dict], options: TablesOptions, commands: Sequence[str],
+                 calls_s: Sequence[float], out: str, discussion: str) -> str:
     """The whole Markdown text. ``results`` maps run names (:data:`~.tables.RUNS`) to their
     ``result.json`` dicts."""
     theta = options.threshold
@@ -167,7 +174,8 @@ def build_report(results: dict[str, dict], options: TablesOptions, commands: Seq
         command_line(options, out),
         "```",
         "",
-        f"Total wall time: **{elapsed_s / 60:.1f} min** (this call; runs finished by an earlier call are reused).",
+        f"Total wall time: **{sum(calls_s) / 60:.1f} min** over {len(calls_s)} call(s) of `streamvlm tables` "
+        f"({', '.join(f'{c / 60:.1f}' for c in calls_s)} min; a later call reuses the finished runs).",
         "",
         "## Setup",
         "",
@@ -180,26 +188,30 @@ def build_report(results: dict[str, dict], options: TablesOptions, commands: Seq
         "seed 0, the tiny-synth recipe with these model overrides: "
         + (", ".join(f"`{o}`" for o in options.model) or "none") + ".",
         f"- theta = {theta:g} on P(interval) (per-frame models: on P(empty reply)) for tables (a)-(c).",
+        f"- {SEPARATION}: the mean silence probability at the held-out frames where the gold narration speaks, "
+        "and where it stays silent (`streamvlm.experiments.diagnostics`). Equal values mean the run learned how "
+        "often to speak but not when.",
         f"- Training time is wall time with {options.threads} torch thread(s) on a shared 2-core CPU, so it is noisy; "
         "tokens per conversation is the mean rendered length of the training conversations in the run's layout.",
         "",
         "## (a) Learning method",
         "",
     ]
-    rows = [[METHODS[name], *metric_cells(results[name]["metrics"]), fmt(results[name]["train_s"], "int"),
-             fmt(results[name]["tokens_per_conversation"], "int"), f"{paper_cell(name)} / {PAPER_COST[name]}"]
-            for name in METHODS]
-    lines += [table(["method", *header, "train (s)", "tokens / conv.", "paper: PPL / TimeDiff / Fluency / tokens / train"],
+    rows = [[METHODS[name], *metric_cells(results[name]["metrics"]), separation_cell(results[name]),
+             fmt(results[name]["train_s"], "int"), fmt(results[name]["tokens_per_conversation"], "int"),
+             f"{paper_cell(name)} / {PAPER_COST[name]}"] for name in METHODS]
+    lines += [table(["method", *header, SEPARATION, "train (s)", "tokens / conv.",
+                     "paper: PPL / TimeDiff / Fluency / tokens / train"],
                     rows), "", ordering_sentence(results, METHODS), ""]
     lines += ["## (b) Loss (streaming dialogue, tau = 1)", ""]
-    rows = [[label, *metric_cells(results[name]["metrics"]), fmt(results[name]["train_s"], "int"), paper_cell(name)]
-            for name, label in LOSSES.items()]
-    lines += [table(["loss", *header, "train (s)", "paper: PPL / TimeDiff / Fluency"], rows), "",
+    rows = [[label, *metric_cells(results[name]["metrics"]), separation_cell(results[name]),
+             fmt(results[name]["train_s"], "int"), paper_cell(name)] for name, label in LOSSES.items()]
+    lines += [table(["loss", *header, SEPARATION, "train (s)", "paper: PPL / TimeDiff / Fluency"], rows), "",
               ordering_sentence(results, LOSSES), ""]
     lines += ["## (c) Stream loss weight tau (streaming dialogue, CE)", ""]
-    rows = [[f"{tau:g}", *metric_cells(results[name]["metrics"]), fmt(results[name]["train_s"], "int"), paper_cell(name)]
-            for name, tau in TAUS.items()]
-    lines += [table(["tau", *header, "train (s)", "paper: PPL / TimeDiff / Fluency"], rows), "",
+    rows = [[f"{tau:g}", *metric_cells(results[name]["metrics"]), separation_cell(results[name]),
+             fmt(results[name]["train_s"], "int"), paper_cell(name)] for name, tau in TAUS.items()]
+    lines += [table(["tau", *header, SEPARATION, "train (s)", "paper: PPL / TimeDiff / Fluency"], rows), "",
               tau_sentence(results, TAUS), ""]
     sweep = results["streaming"].get("sweep", [])
     lines += ["## Threshold sweep (streaming model, evaluation only)", ""]
@@ -212,10 +224,11 @@ def build_report(results: dict[str, dict], options: TablesOptions, commands: Seq
 
 
 def write_report(path: str | Path, results: dict[str, dict], options: TablesOptions, commands: Sequence[str],
-                 elapsed_s: float, out: str) -> Path:
-    """Write the report to ``path`` (keeping its discussion section); return the path."""
+                 calls_s: Sequence[float], out: str) -> Path:
+    """Write the report to ``path`` (keeping its discussion section); return the path. ``calls_s``:
+    the wall time of every ``streamvlm tables`` call on this work folder."""
     target = Path(path)
-    text = build_report(results, options, commands, elapsed_s, out, kept_discussion(target))
+    text = build_report(results, options, commands, calls_s, out, kept_discussion(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     return target

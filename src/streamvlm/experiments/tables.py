@@ -289,16 +289,36 @@ def log_run_commands(ctx: Context, spec: RunSpec, sweep: bool) -> None:
                             .replace("THETA", "$T") + "; done")
 
 
+def separation(ctx: Context, spec: RunSpec, model) -> dict:
+    """Mean P(silence) at gold-speak vs gold-silent frames of the held-out narrations
+    (:mod:`.diagnostics`): did the run learn when to speak, or only how often?"""
+    from ..evaluation.data import FeatureReader, read_eval_jsonl
+    from .diagnostics import silence_separation
+
+    items = [i for i in read_eval_jsonl(ctx.test_file) if i.task is None]
+    reader = FeatureReader(ctx.out / "runs" / spec.name / "features", model.config.tokens_per_frame,
+                           model.config.vision_hidden_size)
+    return silence_separation(model, (reader.stream_sample(i) for i in items), spec.method == "per_frame")
+
+
 def run_one(ctx: Context, spec: RunSpec, sweep: bool) -> dict:
-    """Train, encode and evaluate one run (skipped when its ``result.json`` exists)."""
+    """Train, encode and evaluate one run (skipped when its ``result.json`` exists; a result from
+    an earlier version without the silence separation gets it added, evaluation only)."""
     from ..model import StreamVLM
 
     log_run_commands(ctx, spec, sweep)
     run = ctx.out / "runs" / spec.name
     done = run / "result.json"
     if done.is_file():
-        say(f"{spec.name}: results exist, skipped ({done})")
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if "separation" not in result:
+            say(f"{spec.name}: adding the silence separation to {done}")
+            model = StreamVLM.from_pretrained(str(checkpoint(ctx, spec)), with_vision=False).eval()
+            result["separation"] = separation(ctx, spec, model)
+            done.write_text(json.dumps(result, indent=1) + "\n")
+        else:
+            say(f"{spec.name}: results exist, skipped ({done})")
+        return result
     say(f"{spec.name}: training {ctx.options.steps} steps ({spec.recipe} {' '.join(spec.overrides)})".rstrip())
     train_s = train_run(ctx, spec)
     say(f"{spec.name}: trained in {train_s:.0f} s; encoding the held-out videos with its own frame encoder")
@@ -307,7 +327,8 @@ def run_one(ctx: Context, spec: RunSpec, sweep: bool) -> dict:
     start = time.monotonic()
     metrics = evaluate(ctx, spec, model, ctx.options.threshold)
     result = {"spec": {**spec.__dict__, "overrides": list(spec.overrides)}, "metrics": metrics, "train_s": train_s,
-              "eval_s": time.monotonic() - start, "tokens_per_conversation": tokens_per_conversation(ctx, spec, model)}
+              "eval_s": time.monotonic() - start, "tokens_per_conversation": tokens_per_conversation(ctx, spec, model),
+              "separation": separation(ctx, spec, model)}
     if sweep:
         say(f"{spec.name}: theta sweep over {', '.join(map(str, ctx.options.thetas))}")
         result["sweep"] = [evaluate(ctx, spec, model, theta) for theta in ctx.options.thetas]
@@ -340,7 +361,11 @@ def run_tables(out: str | Path, options: TablesOptions | None = None, results_pa
     finally:
         torch.set_num_threads(threads)
     elapsed = time.monotonic() - start
+    timing = ctx.out / "elapsed.json"
+    calls = json.loads(timing.read_text()) if timing.is_file() else []
+    calls.append(elapsed)
+    timing.write_text(json.dumps(calls) + "\n")
     target = Path(results_path) if results_path is not None else ctx.out / "results.md"
-    write_report(target, results, opt, ctx.commands, elapsed, str(out))
+    write_report(target, results, opt, ctx.commands, calls, str(out))
     say(f"done in {elapsed / 60:.1f} min: {target}")
     return target

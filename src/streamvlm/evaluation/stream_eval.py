@@ -146,14 +146,16 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
 
 
 def evaluate_dataset(model, samples: Iterable[EvalSample], threshold: float, *, progress: bool = False,
-                     total: int | None = None) -> dict[str, float | int | None]:
+                     total: int | None = None, evaluate=None) -> dict[str, float | int | None]:
     """Evaluate every conversation and aggregate (see :func:`~streamvlm.evaluation.metrics.aggregate`):
-    keys ``lm_ppl``, ``time_diff`` (seconds), ``fluency``, ``lm_correctness`` and counts."""
+    keys ``lm_ppl``, ``time_diff`` (seconds), ``fluency``, ``lm_correctness`` and counts.
+    ``evaluate`` replaces :func:`evaluate_conversation` (same signature), e.g. for another layout."""
+    evaluate = evaluate or evaluate_conversation
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         results = [
-            evaluate_conversation(model, s.turns, s.frames, threshold, s.fps)
+            evaluate(model, s.turns, s.frames, threshold, s.fps)
             for s in tqdm(samples, total=total, desc="stream eval", unit="conv", disable=not progress)
         ]
     finally:

@@ -20,13 +20,12 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from ..conversation import RenderedConversation, Turn
 from ..evaluation.metrics import (
-    FrameScore, TurnRecord, aggregate, correct_prefix, frames_to_feed, in_turn_diff, late_diff,
+    FrameScore, TurnRecord, correct_prefix, frames_to_feed, in_turn_diff, late_diff,
 )
-from ..evaluation.stream_eval import EvalSample
+from ..evaluation.stream_eval import EvalSample, evaluate_dataset
 from ..train.transforms import per_frame
 
 
@@ -138,13 +137,5 @@ def evaluate_per_frame_dataset(model, samples: Iterable[EvalSample], threshold: 
                                total: int | None = None) -> dict[str, float | int | None]:
     """:func:`evaluate_per_frame_conversation` over every sample, aggregated as
     :func:`streamvlm.evaluation.evaluate_dataset` does (same keys)."""
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        results = [
-            evaluate_per_frame_conversation(model, s.turns, s.frames, threshold, s.fps)
-            for s in tqdm(samples, total=total, desc="per-frame eval", unit="conv", disable=not progress)
-        ]
-    finally:
-        model.train(was_training)
-    return aggregate(results)
+    return evaluate_dataset(model, samples, threshold, progress=progress, total=total,
+                            evaluate=evaluate_per_frame_conversation)

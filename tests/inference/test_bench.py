@@ -14,7 +14,7 @@ def test_bench_tiny_json(capsys):
     assert set(methods) == {"streaming", "per-frame", "interleaved", "no-cache"}
     assert methods["streaming"]["llm_calls_per_frame"] == 1.0  # silent: one call per frame
     assert methods["per-frame"]["llm_calls_per_frame"] == 2.0
-    assert methods["interleaved"]["llm_calls_per_frame"] == 9.0
+    assert methods["interleaved"]["llm_calls_per_frame"] == 11.0  # frame + reply prompt + 9 decode steps
     assert methods["streaming"]["tokens_per_frame"] < methods["per-frame"]["tokens_per_frame"]
     assert report["frame_encoding_fps"] > 0 and report["ratios"]["streaming/interleaved"] > 0
 

@@ -7,7 +7,8 @@ All methods run on the same frame embeddings and the same model, one after the o
 * per-frame dialogue: an assistant turn after every frame: the frame is fed, then the turn is
   generated (``]\\nAssistant:`` prompt, one decoded token that is eos), i.e. two LLM calls and the
   template tokens on every frame;
-* interleaved: a short text (``--text-tokens``, default 8) is generated after every frame;
+* interleaved: a narration-length text (``--text-tokens``, default 10 with its eos) is generated
+  after every frame;
 * no cache: the whole streaming context is re-run at every frame.
 
 Random-weight presets would speak at every frame; their interval logit is biased so they stay
@@ -35,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                         help="default: float32 on CPU, bfloat16 on CUDA")
-    parser.add_argument("--text-tokens", type=int, default=8, help="tokens generated per frame by interleaved")
+    parser.add_argument("--text-tokens", type=int, default=10,
+                        help="tokens generated per frame by interleaved, eos included (default 10: a narration; "
+                             "the embedded model's narration replies average 9.6)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--force", action="store_true", help="run the 8b preset on a CPU anyway")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

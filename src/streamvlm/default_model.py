@@ -91,7 +91,7 @@ def build_default_model(work_dir: str | Path, out_dir: str | Path = DEFAULT_MODE
          f"output_dir={run}", f"optim.max_steps={opt.max_steps}", "save_every=100", "resume=true")
     from .train.state import latest_checkpoint
 
-    final = run / "final" if (run / "final" / "checkpoint.json").is_file() else latest_checkpoint(run)
+    final = latest_checkpoint(run)
     if final is None:
         raise UserError(f"{run}: training wrote no checkpoint")
     out = Path(out_dir)

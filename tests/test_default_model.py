@@ -1,0 +1,23 @@
+"""The embedded default model loads from the package, and `build-default` rebuilds one end to end."""
+
+import torch
+
+from streamvlm.default_model import DEFAULT_MODEL_DIR, BuildOptions, build_default_model, load_default_model
+from streamvlm.model import StreamVLM
+
+
+def test_embedded_model_loads_and_is_live1plus():
+    model = load_default_model()
+    assert model.config.tokens_per_frame == 10 and model.frame_encoder is not None
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    assert model.frame_encoder.encode_frames(frames).shape == (2, 10, model.config.vision_hidden_size)
+
+
+def test_build_default_model_small(tmp_path):
+    out = build_default_model(tmp_path / "work", tmp_path / "model",
+                              BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0))
+    assert out == tmp_path / "model" and not (out / "trainer_state.pt").exists()
+    model = StreamVLM.from_pretrained(out)
+    assert model.config.tokens_per_frame == 10
+    assert (tmp_path / "work" / "heldout.jsonl").read_text().strip()  # held-out conversations for eval
+    assert DEFAULT_MODEL_DIR.is_dir()  # the shipped model was not touched

@@ -8,7 +8,9 @@ becomes ``T = use_pooled + pool_size**2`` tokens: the pooled/CLS token, then a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -174,3 +176,34 @@ class FrameEncoder(nn.Module):
         """uint8 frames ``[N, H, W, 3]`` -> frame tokens ``[N, T, D_vision]``, in chunks."""
         outs = [self(self.preprocess(frames[i : i + batch_size])) for i in range(0, len(frames), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.tokens_per_frame, self.hidden_size)
+
+
+FRAME_ENCODER_FILE = "frame_encoder.json"
+"""Written next to a tower's own files by :func:`save_frame_encoder`: the frame-token recipe."""
+
+
+def save_frame_encoder(encoder: FrameEncoder, path: str | Path) -> None:
+    """Write ``encoder`` as a folder: the tower (``save_pretrained``, so ``vision.name_or_path``
+    can name it) plus :data:`FRAME_ENCODER_FILE` with the frame-token recipe."""
+    path = Path(path)
+    encoder.tower.save_pretrained(str(path))
+    cfg = encoder.config
+    recipe = {"use_pooled": cfg.use_pooled, "pool_size": cfg.pool_size, "image_size": encoder.image_size,
+              "image_mean": cfg.image_mean, "image_std": cfg.image_std}
+    (path / FRAME_ENCODER_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+
+
+def is_frame_encoder_dir(path: str | Path) -> bool:
+    return (Path(path) / FRAME_ENCODER_FILE).is_file()
+
+
+def load_frame_encoder(path: str | Path) -> FrameEncoder:
+    """Load a folder written by :func:`save_frame_encoder`."""
+    path = Path(path)
+    try:
+        recipe = json.loads((path / FRAME_ENCODER_FILE).read_text(encoding="utf-8"))
+        config = VisionConfig(name_or_path=str(path), **recipe)
+    except (OSError, ValueError, TypeError) as err:
+        raise ConfigError(f"{path / FRAME_ENCODER_FILE}: not a frame-encoder recipe ({err})") from None
+    config.validate()
+    return FrameEncoder.from_config(config)

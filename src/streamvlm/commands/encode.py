@@ -1,5 +1,7 @@
 """``streamvlm encode VIDEOS_DIR --model MODEL_DIR --out FEATURES_DIR``: pre-extract frame tokens.
 
+``MODEL_DIR`` is a StreamVLM checkpoint or a frame-encoder folder (``streamvlm pretrain-tower``).
+
 Shard across processes with ``torchrun --nproc_per_node K -m streamvlm.cli encode ...`` or by setting
 ``RANK``/``WORLD_SIZE``: rank r takes every WORLD_SIZE-th video. Finished outputs are skipped.
 """
@@ -15,7 +17,9 @@ HELP = "Pre-extract frame tokens for every video under a folder (one safetensors
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos_dir", metavar="VIDEOS_DIR", help="data root; every video under it is encoded")
-    parser.add_argument("--model", required=True, help="model folder saved by StreamVLM.save_pretrained")
+    parser.add_argument("--model", required=True,
+                        help="model folder saved by StreamVLM.save_pretrained, or a frame-encoder folder "
+                             "written by `streamvlm pretrain-tower`")
     parser.add_argument("--out", required=True, help="features folder (mirrors the video paths, + .safetensors)")
     parser.add_argument("--fps", type=float, default=2.0, help="frames per second sampled [2]")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per encoder call [32]")
@@ -27,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.encode import encode_folder
     from ..errors import ConfigError, UserError
+    from ..frame_encoder import is_frame_encoder_dir, load_frame_encoder
     from ..model import StreamVLM
 
     if args.fps <= 0 or args.batch_size < 1:
@@ -40,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device is None:
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    model = StreamVLM.from_pretrained(args.model)
-    if model.frame_encoder is None:
-        raise ConfigError(f"{args.model}: this checkpoint has no frame encoder")
-    encoder = model.frame_encoder.to(device).eval()
+    if is_frame_encoder_dir(args.model):
+        encoder = load_frame_encoder(args.model)
+    else:
+        encoder = StreamVLM.from_pretrained(args.model).frame_encoder
+        if encoder is None:
+            raise ConfigError(f"{args.model}: this checkpoint has no frame encoder")
+    encoder = encoder.to(device).eval()
     report = encode_folder(encoder, args.videos_dir, args.out, fps=args.fps, rank=rank, world_size=world,
                            batch_size=args.batch_size)
     for video, reason in report.failed:

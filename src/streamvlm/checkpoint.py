@@ -47,6 +47,7 @@ def save_pretrained(model, path: str | Path, *, full: bool = True) -> None:
         config.llm_config, config.llm_name_or_path = lm_config, None
         if model.frame_encoder is not None:
             tower = model.frame_encoder.tower.config.to_dict()
+            tower.pop("_name_or_path", None)  # where the tower was loaded from: not part of the model
             config.vision.tower_config, config.vision.name_or_path = tower, None
             config.vision.image_size = model.frame_encoder.image_size
         save_model(model, str(path / "model.safetensors"))

@@ -71,7 +71,8 @@ def test_the_report_lists_the_commands(tiny_run):
     assert f"streamvlm tables --out {work} --quick" in text
     for needle in ("streamvlm synth --out", "streamvlm data convert narration", "streamvlm data convert livechat",
                    "streamvlm train tiny-synth-per-frame", "streamvlm train tiny-synth-ohem", "loss.tau=2",
-                   "optim.max_steps=2", "streamvlm encode", "--threshold 0.725", "for T in 0.3 0.725 0.95; do streamvlm eval"):
+                   "optim.max_steps=2", "streamvlm pretrain-tower", "streamvlm encode", "model.train_vision=false",
+                   "--threshold 0.725", "for T in 0.3 0.725 0.95; do streamvlm eval"):
         assert needle in text, needle
 
 
@@ -124,7 +125,7 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_full_tables_run(tmp_path):
-    """The default sizes (about 30-40 minutes on 2 CPU cores)."""
+    """The default sizes (about 45 minutes on 2 CPU cores)."""
     report = run_tables(tmp_path / "work", TablesOptions(), tmp_path / "results.md")
     for section in ("## (a)", "## (b)", "## (c)", "## Threshold"):
         assert all(finite(cell) for r in rows(report.read_text(), section) for cell in r[1:5])

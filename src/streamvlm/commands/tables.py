@@ -15,9 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="work folder (worlds, runs); finished runs are reused")
     p.add_argument("--results", type=Path, default=Path("docs/results.md"),
                    help="report to write (default docs/results.md)")
-    p.add_argument("--videos", type=int, help="training videos (default 64; --quick 4)")
+    p.add_argument("--videos", type=int, help="training videos (default 160; --quick 4)")
     p.add_argument("--heldout-videos", type=int, help="held-out videos (default 12; --quick 2)")
-    p.add_argument("--steps", type=int, help="optimizer steps per run (default 150; --quick 3)")
+    p.add_argument("--steps", type=int, help="optimizer steps per run (default 300; --quick 3)")
     p.add_argument("--duration", type=float, help="seconds per video (default 60; --quick 20)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1: fastest for these small models on a shared machine)")
     p.add_argument("--quick", action="store_true",

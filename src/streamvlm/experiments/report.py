@@ -182,8 +182,11 @@ def build_report(results: dict[str, dict], options: TablesOptions, commands: Seq
         f"- Training world: {options.videos} synthetic videos of {options.duration:g} s at {options.size} px "
         f"(`streamvlm synth --seed {options.seed} --split train`), one narration and one live-chat conversation each.",
         f"- Held-out world: {options.heldout_videos} videos of a new seed ({options.seed + 1}, `--split test`); "
-        "every number below is on its narration conversations, with frame features extracted by each run's "
-        "own (trained) frame encoder.",
+        "every number below is on its narration conversations.",
+        f"- Vision: one tiny-synth tower pretrained on the training world's frames for {options.tower_epochs} epochs "
+        "(`streamvlm pretrain-tower`), then frozen; both worlds' features are extracted once with it "
+        "(`streamvlm encode`) and every run trains over them, so the runs differ only in how the language model "
+        "learns (as in the paper, where SigLIP is frozen).",
         f"- Every run: the same data, {options.steps} optimizer steps of 4 conversations (batch 2 x accumulation 2), "
         "seed 0, the tiny-synth recipe with these model overrides: "
         + (", ".join(f"`{o}`" for o in options.model) or "none") + ".",

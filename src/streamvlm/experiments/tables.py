@@ -1,10 +1,12 @@
 """The paper's ablation tables at CPU scale, on the synthetic world.
 
 :func:`run_tables` builds one training world and one held-out world (``streamvlm synth``, rule
-refinement, narration + live-chat conversions), trains every ablation run on the same data with
-the same steps and seed (``streamvlm train tiny-synth* key=value ...``), extracts the held-out
-features with each run's own (trained) frame encoder (``streamvlm encode``), evaluates the
-held-out narration conversations (``streamvlm eval --json``; per-frame models through
+refinement, narration + live-chat conversions), pretrains one vision tower on the training world
+(``streamvlm pretrain-tower``) and extracts both worlds' features with it (``streamvlm encode``),
+trains every ablation run over those features with the tower frozen, on the same data with the
+same steps and seed (``streamvlm train tiny-synth* key=value ...``; as in the paper, where SigLIP is
+frozen, the runs differ only in how the language model learns), evaluates the held-out narration
+conversations (``streamvlm eval --json``; per-frame models through
 :mod:`streamvlm.experiments.per_frame_eval`), sweeps theta for the streaming run, and writes the
 report (:mod:`streamvlm.experiments.report`).
 
@@ -29,20 +31,17 @@ from ..errors import UserError
 MICRO_MODEL = (
     "model.config.llm_config.hidden_size=64", "model.config.llm_config.intermediate_size=128",
     "model.config.llm_config.num_hidden_layers=1", "model.config.llm_config.num_attention_heads=2",
-    "model.config.llm_config.num_key_value_heads=1", "model.config.vision.tower_config.hidden_size=32",
-    "model.config.vision.tower_config.intermediate_size=64", "model.config.vision.tower_config.num_hidden_layers=1",
-    "model.config.vision.tower_config.num_attention_heads=2", "model.config.vision.tower_config.image_size=32",
-    "tokenizer.vocab_size=512",
+    "model.config.llm_config.num_key_value_heads=1", "tokenizer.vocab_size=512",
 )
-"""The ``--quick`` model: a 1-layer LM of width 64 and a 1-layer tower on 32 px frames."""
+"""The ``--quick`` model: a 1-layer LM of width 64."""
 
 SMALL_MODEL = (
     "model.config.llm_config.hidden_size=128", "model.config.llm_config.intermediate_size=384",
     "model.config.llm_config.num_hidden_layers=2", "model.config.llm_config.num_attention_heads=4",
-    "model.config.llm_config.num_key_value_heads=2", "model.config.vision.tower_config.patch_size=16",
+    "model.config.llm_config.num_key_value_heads=2",
 )
-"""The full run's model: tiny-synth with a 2-layer LM of width 128 and 16 px patches (a 4 x 4 grid
-of 64 px frames: the tower costs a quarter of tiny-synth's, about 1.5 s per step on 2 cores)."""
+"""The full run's model: tiny-synth with a 2-layer LM of width 128 (tiny-synth's tower, pretrained
+once and frozen)."""
 
 THETAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.725, 0.8, 0.9, 0.95)
 
@@ -75,14 +74,16 @@ RUNS = (
 
 @dataclass
 class TablesOptions:
-    """Sizes of the experiment. The defaults are the full run (about 30-40 minutes on 2 CPU cores)."""
+    """Sizes of the experiment. The defaults are the full run (about 45 minutes on 2 CPU cores)."""
 
-    videos: int = 64
+    videos: int = 160
     """Training videos (each gives one narration and one live-chat conversation)."""
     heldout_videos: int = 12
     """Held-out videos (a new world seed, ``--split test``); their narrations are evaluated."""
-    steps: int = 150
+    steps: int = 300
     """Optimizer steps of every run (4 conversations each: batch 2 x accumulation 2)."""
+    tower_epochs: int = 5
+    """Passes of the shared tower's pretraining over the training world's frames."""
     duration: float = 60.0
     size: int = 64
     seed: int = 1
@@ -102,7 +103,7 @@ class TablesOptions:
     def make_quick(cls) -> TablesOptions:
         """Seconds-scale settings for checking the pipeline (not meaningful numbers)."""
         return cls(videos=4, heldout_videos=2, steps=3, duration=20.0, thetas=(0.3, 0.725, 0.95),
-                   model=MICRO_MODEL, quick=True)
+                   model=MICRO_MODEL, tower_epochs=1, quick=True)
 
 
 @dataclass
@@ -128,6 +129,18 @@ class Context:
     @property
     def test_file(self) -> Path:
         return self.test_world / "narration.jsonl"
+
+    @property
+    def tower(self) -> Path:
+        return self.out / "data" / "tower"
+
+    @property
+    def train_features(self) -> Path:
+        return self.out / "data" / "features-train"
+
+    @property
+    def test_features(self) -> Path:
+        return self.out / "data" / "features-test"
 
 
 def say(message: str) -> None:
@@ -207,6 +220,15 @@ def prepare_data(ctx: Context) -> None:
     ctx.train_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     ctx.commands.append(f"# train.jsonl = narration.jsonl + livechat.jsonl, lines shuffled with seed {opt.seed}")
     _world(ctx, ctx.test_world, opt.heldout_videos, opt.seed + 1, "test")
+    pretrain = ["pretrain-tower", ctx.train_world, "--out", ctx.tower, "--heldout", ctx.test_world,
+                "--epochs", opt.tower_epochs, "--no-progress"]
+    if (ctx.tower / "frame_encoder.json").is_file():
+        command(ctx, *pretrain)
+    else:
+        say(f"pretraining the shared vision tower ({opt.tower_epochs} epochs)")
+        cli(ctx, *pretrain)
+    for world, features in ((ctx.train_world, ctx.train_features), (ctx.test_world, ctx.test_features)):
+        cli(ctx, "encode", world / "videos", "--model", ctx.tower, "--out", features, "--batch-size", 128)
     say(f"data ready: {len(lines)} training conversations, "
         f"{len(ctx.test_file.read_text(encoding='utf-8').splitlines())} held-out narrations")
 
@@ -219,21 +241,17 @@ def checkpoint(ctx: Context, spec: RunSpec) -> Path:
 
 
 def train_args(ctx: Context, spec: RunSpec) -> list[str]:
-    """``streamvlm train`` arguments of a run: its recipe, the shared model size, data, steps and seed."""
+    """``streamvlm train`` arguments of a run: its recipe, the shared model size, the shared tower's
+    features, steps and seed."""
     run = ctx.out / "runs" / spec.name
     return ["train", spec.recipe, *spec.overrides, *ctx.options.model, f"data.train={ctx.train_file}", "data.val=null",
-            f"data.videos={ctx.train_world / 'videos'}", f"output_dir={run}", f"optim.max_steps={ctx.options.steps}",
-            "save_every=20", "log_every=10", "seed=0", "resume=true"]
-
-
-def encode_args(ctx: Context, spec: RunSpec) -> list[str]:
-    """``streamvlm encode`` of the held-out videos with the run's own (trained) frame encoder."""
-    return ["encode", str(ctx.test_world / "videos"), "--model", str(checkpoint(ctx, spec)), "--out",
-            str(ctx.out / "runs" / spec.name / "features")]
+            "data.videos=null", f"data.features={ctx.train_features}", f"model.config.vision.name_or_path={ctx.tower}",
+            "model.config.vision.tower_config=null", "model.train_vision=false", f"output_dir={run}",
+            f"optim.max_steps={ctx.options.steps}", "save_every=50", "log_every=10", "seed=0", "resume=true"]
 
 
 def eval_args(ctx: Context, spec: RunSpec, threshold: float | str) -> list[str]:
-    return ["eval", str(checkpoint(ctx, spec)), str(ctx.test_file), "--features", str(ctx.out / "runs" / spec.name / "features"),
+    return ["eval", str(checkpoint(ctx, spec)), str(ctx.test_file), "--features", str(ctx.test_features),
             "--json", "--threshold", str(threshold), "--no-progress"]
 
 
@@ -268,7 +286,7 @@ def evaluate(ctx: Context, spec: RunSpec, model, threshold: float) -> dict:
     from .per_frame_eval import evaluate_per_frame_dataset
 
     items = [i for i in read_eval_jsonl(ctx.test_file) if i.task is None]
-    reader = FeatureReader(ctx.out / "runs" / spec.name / "features", model.config.tokens_per_frame,
+    reader = FeatureReader(ctx.test_features, model.config.tokens_per_frame,
                            model.config.vision_hidden_size)
     return {"threshold": threshold,
             **evaluate_per_frame_dataset(model, (reader.stream_sample(i) for i in items), threshold)}
@@ -277,7 +295,6 @@ def evaluate(ctx: Context, spec: RunSpec, model, threshold: float) -> dict:
 def log_run_commands(ctx: Context, spec: RunSpec, sweep: bool) -> None:
     """The commands of one run, for the report."""
     command(ctx, *train_args(ctx, spec))
-    command(ctx, *encode_args(ctx, spec))
     if spec.method == "per_frame":
         ctx.commands.append(f"# {spec.name}: evaluated by streamvlm.experiments.per_frame_eval (P(empty reply) "
                             f"as the silence score) on the same data, features and --threshold {ctx.options.threshold}")
@@ -296,7 +313,7 @@ def separation(ctx: Context, spec: RunSpec, model) -> dict:
     from .diagnostics import silence_separation
 
     items = [i for i in read_eval_jsonl(ctx.test_file) if i.task is None]
-    reader = FeatureReader(ctx.out / "runs" / spec.name / "features", model.config.tokens_per_frame,
+    reader = FeatureReader(ctx.test_features, model.config.tokens_per_frame,
                            model.config.vision_hidden_size)
     return silence_separation(model, (reader.stream_sample(i) for i in items), spec.method == "per_frame")
 
@@ -321,8 +338,7 @@ def run_one(ctx: Context, spec: RunSpec, sweep: bool) -> dict:
         return result
     say(f"{spec.name}: training {ctx.options.steps} steps ({spec.recipe} {' '.join(spec.overrides)})".rstrip())
     train_s = train_run(ctx, spec)
-    say(f"{spec.name}: trained in {train_s:.0f} s; encoding the held-out videos with its own frame encoder")
-    run_cli(*encode_args(ctx, spec))
+    say(f"{spec.name}: trained in {train_s:.0f} s; evaluating")
     model = StreamVLM.from_pretrained(str(checkpoint(ctx, spec)), with_vision=False).eval()
     start = time.monotonic()
     metrics = evaluate(ctx, spec, model, ctx.options.threshold)

@@ -365,6 +365,12 @@ def _train(config: TrainConfig) -> Path:
     if main:
         print(f"done: {path}")
     accelerator.end_training()
+    if world > 1:
+        # gloo's worker thread frees the last collectives' tensors after they complete, which needs
+        # the GIL. If the process group is destroyed first (when the DDP wrapper is garbage-collected
+        # on return), the main thread holds the GIL while joining that thread: a deadlock that left
+        # one rank hanging after "done". Sleeping releases the GIL so the worker finishes first.
+        time.sleep(0.2)
     return out
 
 

@@ -76,6 +76,9 @@ def build_default_model(work_dir: str | Path, out_dir: str | Path = DEFAULT_MODE
                         options: BuildOptions | None = None) -> Path:
     """Generate the synthetic world, train the tiny-synth recipe on it and save the model to
     ``out_dir``. Returns ``out_dir``. Every step prints its own progress."""
+    from .frame_encoder import is_frame_encoder_dir
+    from .train.tower_pretrain import frozen_tower_overrides
+
     opt = options or BuildOptions()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -89,15 +92,13 @@ def build_default_model(work_dir: str | Path, out_dir: str | Path = DEFAULT_MODE
     train_file = _conversations(train_world, "train", work / "train.jsonl", opt.seed)
     _conversations(heldout_world, "test", work / "heldout.jsonl", opt.seed + 1)
     tower, features = work / "tower", work / "features-train"
-    if not (tower / "frame_encoder.json").is_file():
+    if not is_frame_encoder_dir(tower):
         _cli("pretrain-tower", train_world, "--out", tower, "--heldout", heldout_world, "--epochs", opt.tower_epochs)
     _cli("encode", train_world / "videos", "--model", tower, "--out", features, "--batch-size", 128)
     _cli("encode", heldout_world / "videos", "--model", tower, "--out", work / "features-heldout", "--batch-size", 128)
     run = work / "run"
-    _cli("train", "tiny-synth", f"data.train={train_file}", "data.val=null", "data.videos=null",
-         f"data.features={features}", f"model.config.vision.name_or_path={tower}",
-         "model.config.vision.tower_config=null", "model.train_vision=false", f"output_dir={run}",
-         f"optim.max_steps={opt.max_steps}", "save_every=100", "resume=true")
+    _cli("train", "tiny-synth", f"data.train={train_file}", "data.val=null", *frozen_tower_overrides(tower, features),
+         f"output_dir={run}", f"optim.max_steps={opt.max_steps}", "save_every=100", "resume=true")
     from .train.state import latest_checkpoint
 
     final = latest_checkpoint(run)

@@ -220,9 +220,11 @@ def prepare_data(ctx: Context) -> None:
     ctx.train_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     ctx.commands.append(f"# train.jsonl = narration.jsonl + livechat.jsonl, lines shuffled with seed {opt.seed}")
     _world(ctx, ctx.test_world, opt.heldout_videos, opt.seed + 1, "test")
+    from ..frame_encoder import is_frame_encoder_dir
+
     pretrain = ["pretrain-tower", ctx.train_world, "--out", ctx.tower, "--heldout", ctx.test_world,
                 "--epochs", opt.tower_epochs, "--no-progress"]
-    if (ctx.tower / "frame_encoder.json").is_file():
+    if is_frame_encoder_dir(ctx.tower):
         command(ctx, *pretrain)
     else:
         say(f"pretraining the shared vision tower ({opt.tower_epochs} epochs)")
@@ -243,10 +245,11 @@ def checkpoint(ctx: Context, spec: RunSpec) -> Path:
 def train_args(ctx: Context, spec: RunSpec) -> list[str]:
     """``streamvlm train`` arguments of a run: its recipe, the shared model size, the shared tower's
     features, steps and seed."""
+    from ..train.tower_pretrain import frozen_tower_overrides
+
     run = ctx.out / "runs" / spec.name
     return ["train", spec.recipe, *spec.overrides, *ctx.options.model, f"data.train={ctx.train_file}", "data.val=null",
-            "data.videos=null", f"data.features={ctx.train_features}", f"model.config.vision.name_or_path={ctx.tower}",
-            "model.config.vision.tower_config=null", "model.train_vision=false", f"output_dir={run}",
+            *frozen_tower_overrides(ctx.tower, ctx.train_features), f"output_dir={run}",
             f"optim.max_steps={ctx.options.steps}", "save_every=50", "log_every=10", "seed=0", "resume=true"]
 
 

@@ -46,6 +46,13 @@ class TowerPretrainOptions:
     seed: int = 0
 
 
+def frozen_tower_overrides(tower: str | Path, features: str | Path) -> list[str]:
+    """``streamvlm train`` overrides that train over ``features`` extracted with the pretrained
+    frame encoder ``tower``, kept frozen (and saved inside the trained model)."""
+    return ["data.videos=null", f"data.features={features}", f"model.config.vision.name_or_path={tower}",
+            "model.config.vision.tower_config=null", "model.train_vision=false"]
+
+
 def load_world_frames(world_dir: str | Path, fps: float, image_size: int, *,
                       progress: bool = True) -> tuple[Tensor, Tensor]:
     """Decode every video of a synthetic world at ``fps`` -> uint8 frames ``[N, H, W, 3]`` and

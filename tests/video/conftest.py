@@ -1,4 +1,4 @@
-"""Small test videos written with PyAV, and the location of the shared sample videos."""
+"""Small test videos and images written with PyAV; where the shared sample videos are."""
 
 from __future__ import annotations
 
@@ -34,6 +34,28 @@ def write_video(path: Path, times: Sequence[float], *, codec: str = "mpeg4", wid
             frame.pts, frame.time_base = round(t / time_base), time_base
             for packet in stream.encode(frame):
                 container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+# Suffix -> (encoder, pixel format) of write_image.
+IMAGE_CODECS = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj420p"), ".bmp": ("bmp", "bgr24"),
+                ".webp": ("libwebp", "yuv420p")}
+
+
+def write_image(path: Path, level: int, size: tuple[int, int] = (8, 16), *,
+                pix_fmt: str | None = None, options: dict[str, str] | None = None) -> Path:
+    """Writes one uniform gray image of ``size`` (height, width); the encoder follows the suffix."""
+    codec, default_pix = IMAGE_CODECS[path.suffix]
+    pix = pix_fmt or default_pix
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream(codec, rate=1, options=options or {})
+        stream.height, stream.width = size
+        stream.pix_fmt = pix
+        frame = av.VideoFrame.from_ndarray(np.full((*size, 3), level, np.uint8), format="rgb24")
+        for packet in stream.encode(frame.reformat(format=pix)):
+            container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path

@@ -8,12 +8,13 @@ frame being emitted is held in memory, never the whole video.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import av
@@ -108,11 +109,14 @@ def open_source(source: str | os.PathLike, *, fps: float, max_side: int | None =
     the first frame whose timestamp is at or after it (see ``sampling.TimestampSampler``).
 
     max_side: downscale (aspect kept) so the long side is at most this many pixels.
-    allowed_root: local paths must resolve under this folder; URLs are then refused unless
+    allowed_root: local paths must resolve under this folder (for an image folder, every image
+        too: one symlinked outside refuses the folder); URLs are then refused unless
         ``allow_urls=True`` (``allow_urls`` None means: allowed exactly when no root is set).
     read_timeout: seconds to wait for a live source to open and for each of its frames.
     max_pixels, max_duration: refuse sources whose header exceeds them, before decoding
-        (and stop with VideoError if the frames themselves exceed them).
+        (and stop with VideoError if the frames themselves exceed them). Images are measured from
+        their file header; a frame far over max_pixels (see ``decoding.frame_guard``) is refused
+        by the decoder before it is allocated and counted as damaged.
     max_bad_ratio: VideoError once more than this share of frames is damaged (after 20 frames).
     realtime: for files and image folders, emit each frame no earlier than its time after the
         first one (wall clock), so a file plays like a live camera.
@@ -125,16 +129,8 @@ def open_source(source: str | os.PathLike, *, fps: float, max_side: int | None =
         return _open_images(location, opts, stats, realtime)
     if location.live:
         return _open_live(location, opts, stats)
-    container = open_container(location, opts.read_timeout)
-    try:
-        stream, info = video_stream(container, location)
-        check_limits(location.name, info, opts.max_pixels, opts.max_duration)
-    except BaseException:
-        container.close()
-        raise
-    counter = BadFrameCounter(location.name, stats, opts.max_bad_ratio)
-    samples = _closing(container, _sample(decode_frames(container, stream, counter), location.name,
-                                          info, opts, origin=info.start))
+    container, info, frames = _open_stream(location, opts, stats)
+    samples = _closing(container, _sample(frames, location.name, info, opts, origin=info.start))
     return FrameSource(location, info, samples, stats, realtime=realtime)
 
 
@@ -166,6 +162,30 @@ def _check_options(fps: float, max_side: int | None, read_timeout: float, max_pi
         raise ConfigError(f"max_bad_ratio must lie in [0, 1], got {max_bad_ratio!r}")
     return _Options(float(fps), max_side, float(read_timeout), max_pixels,
                     None if max_duration is None else float(max_duration), float(max_bad_ratio))
+
+
+def _open_stream(location: Location, opts: _Options, stats: DecodeStats,
+                 should_stop: Callable[[], bool] = lambda: False
+                 ) -> tuple[av.container.InputContainer, StreamInfo, Iterator[av.VideoFrame]]:
+    """Opens a file or live source: (container, header facts, its good frames), limits checked.
+    Nothing is decoded to read the header; when only the decoder knows the size (e.g. MPEG-4
+    Part 2 in MP4), the first good frame is decoded here, checked, and put back in front."""
+    container = open_container(location, opts.read_timeout)
+    try:
+        stream, info = video_stream(container, location, opts.max_pixels)
+        check_limits(location.name, info, opts.max_pixels, opts.max_duration)
+        counter = BadFrameCounter(location.name, stats, opts.max_bad_ratio)
+        frames = decode_frames(container, stream, counter, should_stop)
+        if not (info.width and info.height):
+            first = next(frames, None)
+            if first is not None:
+                info = replace(info, width=first.width, height=first.height)
+                check_limits(location.name, info, opts.max_pixels, opts.max_duration)
+                frames = itertools.chain([first], frames)
+        return container, info, frames
+    except BaseException:
+        container.close()
+        raise
 
 
 def _sample(frames: Iterator[av.VideoFrame], name: str, info: StreamInfo, opts: _Options,
@@ -204,32 +224,32 @@ def _closing(container: av.container.InputContainer, samples: Iterator[tuple[flo
 
 
 def _open_images(location: Location, opts: _Options, stats: DecodeStats, realtime: bool) -> FrameSource:
-    paths = list_images(location.target)
-    if not paths:
+    images = list_images(location)
+    if not images:
         raise VideoError(f"{location.name}: folder has no images (png, jpg, jpeg, bmp, webp)")
-    duration = len(paths) / opts.fps
+    duration = len(images) / opts.fps
     first = None
-    for path in paths:
-        first = read_image(path, location.name, opts.max_pixels)
+    for image, path in images:
+        first = read_image(path, image, location.name, opts.max_pixels)
         if first is not None:
             break
     if first is None:
-        raise VideoError(f"{location.name}: none of its {len(paths)} images can be decoded")
+        raise VideoError(f"{location.name}: none of its {len(images)} images can be decoded")
     frame, codec = first
     info = StreamInfo(width=frame.width, height=frame.height, native_fps=opts.fps,
                       duration=duration, codec=codec, start=0.0)
     check_limits(location.name, info, opts.max_pixels, opts.max_duration)
-    return FrameSource(location, info, _image_samples(location.name, paths, opts, stats), stats,
+    return FrameSource(location, info, _image_samples(location.name, images, opts, stats), stats,
                        realtime=realtime)
 
 
-def _image_samples(name: str, paths: list[str], opts: _Options, stats: DecodeStats
+def _image_samples(name: str, images: list[tuple[str, str]], opts: _Options, stats: DecodeStats
                    ) -> Iterator[tuple[float, np.ndarray]]:
     """(i / fps, RGB [H, W, 3]) for each decodable image i; broken ones are counted and skipped."""
     counter = BadFrameCounter(name, stats, opts.max_bad_ratio)
     reformatter = VideoReformatter()
-    for i, path in enumerate(paths):
-        decoded = read_image(path, name, opts.max_pixels)
+    for i, (image, path) in enumerate(images):
+        decoded = read_image(path, image, name, opts.max_pixels)
         if decoded is None:
             counter.bad()
             continue
@@ -241,13 +261,9 @@ def _open_live(location: Location, opts: _Options, stats: DecodeStats) -> FrameS
     """Opens and decodes in a LiveReader thread; this thread waits with ``read_timeout``."""
 
     def work(reader: LiveReader) -> None:
-        container = open_container(location, opts.read_timeout)
+        container, info, frames = _open_stream(location, opts, stats, should_stop=reader.stopped)
         try:
-            stream, info = video_stream(container, location)
-            check_limits(location.name, info, opts.max_pixels, opts.max_duration)
             reader.set_info(info)
-            counter = BadFrameCounter(location.name, stats, opts.max_bad_ratio)
-            frames = decode_frames(container, stream, counter, should_stop=reader.stopped)
             # Timestamps of cameras and streams start anywhere: the first frame is time 0.
             for sample in _sample(frames, location.name, info, opts, origin=None):
                 if not reader.put(sample, drop_oldest=info.duration is None):

@@ -8,10 +8,12 @@ those of the released VideoLLM-online "live1+" model: SigLIP pooled token + 3x3 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any
 
-from .errors import ConfigError
+from pydantic import Field
+
+from .settings import Fps, NonNegativeFloat, PositiveInt, settings
 
 UPSTREAM_SYSTEM_PROMPT = (
     "A multimodal AI assistant is helping users with some activities. Below is their "
@@ -21,7 +23,7 @@ UPSTREAM_SYSTEM_PROMPT = (
 UPSTREAM_LORA_TARGETS = r"model.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)|lm_head$"
 
 
-@dataclass
+@settings
 class VisionConfig:
     """The frame encoder: an image tower plus the frame-token recipe."""
 
@@ -31,35 +33,28 @@ class VisionConfig:
     """An HF vision config as a dict (with ``model_type``) to build a randomly initialised tower."""
     use_pooled: bool = True
     """Emit the tower's pooled/CLS token as the first token of each frame."""
-    pool_size: int = 3
+    pool_size: Annotated[int, Field(ge=0, le=64)] = 3
     """Emit a ``pool_size x pool_size`` adaptive average pool of the patch grid (0 disables)."""
-    image_size: int | None = None
+    image_size: Annotated[int, Field(ge=1, le=8192)] | None = None
     """Square input side in pixels; ``None`` takes the tower's own ``image_size``."""
-    image_mean: list[float] | None = None
+    image_mean: Annotated[list[float], Field(min_length=3, max_length=3)] | None = None
     """Per-channel pixel mean after scaling to [0, 1]; ``None`` takes the tower family's own
     (SigLIP: 0.5, CLIP: OpenAI CLIP mean)."""
-    image_std: list[float] | None = None
+    image_std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)] | None = None
+    """Per-channel pixel standard deviation (values > 0); ``None`` takes the tower family's own."""
 
     @property
     def tokens_per_frame(self) -> int:
         return int(self.use_pooled) + self.pool_size * self.pool_size
 
-    def validate(self) -> None:
-        if (self.name_or_path is None) == (self.tower_config is None):
-            raise ConfigError("vision: set exactly one of 'name_or_path' and 'tower_config'")
-        if self.pool_size < 0:
-            raise ConfigError(f"vision.pool_size: must be >= 0, got {self.pool_size}")
+    def __post_init__(self) -> None:
+        if self.name_or_path is not None and self.tower_config is not None:
+            raise ValueError("set only one of 'name_or_path' and 'tower_config'")
         if self.tokens_per_frame == 0:
-            raise ConfigError("vision: use_pooled=false and pool_size=0 leave no token per frame")
-        for name in ("image_mean", "image_std"):
-            value = getattr(self, name)
-            if value is not None and len(value) != 3:
-                raise ConfigError(f"vision.{name}: need 3 values, got {value}")
-        if self.image_std is not None and min(self.image_std) <= 0:
-            raise ConfigError(f"vision.image_std: values must be > 0, got {self.image_std}")
+            raise ValueError("use_pooled=false and pool_size=0 leave no token per frame")
 
 
-@dataclass
+@settings
 class TemplateConfig:
     """Text pieces of the conversation layout. Each piece is tokenized on its own.
 
@@ -81,24 +76,21 @@ class TemplateConfig:
     """Default system prompt used at inference when a conversation brings none."""
 
 
-@dataclass
+@settings
 class LoraSettings:
     """LoRA on the language model through ``peft``. The connector is always fully trained."""
 
-    r: int = 128
-    alpha: int = 256
-    dropout: float = 0.05
+    r: PositiveInt = 128
+    """Rank of the LoRA matrices."""
+    alpha: PositiveInt = 256
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    """Dropout on the LoRA input, in [0, 1)."""
     target_modules: str = UPSTREAM_LORA_TARGETS
     """A regex over module names of the causal LM (matched in full, as peft does)."""
 
-    def validate(self) -> None:
-        if self.r <= 0 or self.alpha <= 0:
-            raise ConfigError(f"lora: r and alpha must be > 0, got r={self.r}, alpha={self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"lora.dropout: must be in [0, 1), got {self.dropout}")
 
-
-@dataclass
+@settings
 class StreamVLMConfig:
     """The whole model: frame encoder -> connector -> causal LM, plus the streaming layout."""
 
@@ -109,32 +101,25 @@ class StreamVLMConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     template: TemplateConfig = field(default_factory=TemplateConfig)
     lora: LoraSettings | None = None
-    frame_token: str = "<v>"
+    frame_token: Annotated[str, Field(min_length=1)] = "<v>"
     """Placeholder token, added to the tokenizer without resizing the embedding table."""
     interval_token: str = ","
     """Token that means "stay silent, next frame". Empty: frames are not separated (live1) and
     silence is learned as the end-of-sequence token, as upstream does."""
-    stream_loss_weight: float = 1.0
+    stream_loss_weight: NonNegativeFloat = 1.0
     """tau: weight of the learned frame decisions in the loss."""
-    frame_fps: float = 2.0
+    frame_fps: Fps = 2.0
     """Frames per second the model was trained on (inference default)."""
-    vision_hidden_size: int | None = None
+    vision_hidden_size: PositiveInt | None = None
     """Width of the frame tokens fed to the connector; filled from the tower when built."""
-    llm_hidden_size: int | None = None
+    llm_hidden_size: PositiveInt | None = None
     """Width of the LM embeddings; filled from the LM when built."""
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if (self.llm_name_or_path is None) == (self.llm_config is None):
-            raise ConfigError("set exactly one of 'llm_name_or_path' and 'llm_config'")
-        if not self.frame_token:
-            raise ConfigError("frame_token: must not be empty")
-        if self.stream_loss_weight < 0:
-            raise ConfigError(f"stream_loss_weight: must be >= 0, got {self.stream_loss_weight}")
-        if self.frame_fps <= 0:
-            raise ConfigError(f"frame_fps: must be > 0, got {self.frame_fps}")
-        self.vision.validate()
-        if self.lora is not None:
-            self.lora.validate()
+            raise ValueError("set exactly one of 'llm_name_or_path' and 'llm_config'")
+        if self.vision.name_or_path is None and self.vision.tower_config is None:
+            raise ValueError("vision: set one of 'name_or_path' and 'tower_config'")
 
     @property
     def tokens_per_frame(self) -> int:

@@ -5,13 +5,13 @@ on the fly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import StreamVLMConfig, VisionConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 
@@ -26,6 +26,9 @@ _DEFAULT_CORPUS = (
 
 def train_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (GPT-2/Llama-3 style pre-tokenizer) with ``<s>``, ``</s>``, ``<pad>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -99,3 +102,14 @@ def videollm_online_8b_config() -> StreamVLMConfig:
         llm_config=llama3_8b_config(),
         vision=VisionConfig(tower_config=siglip_large_384_config(), use_pooled=True, pool_size=3),
     )
+
+
+MODEL_PRESETS: dict[str, Callable[[], StreamVLMConfig]] = {
+    "tiny": tiny_config,
+    "tiny-qwen2": lambda: tiny_config("qwen2"),
+    "videollm-online-8b": videollm_online_8b_config,
+}
+"""Named model configs a training config can start from (``model.preset``)."""
+
+PresetName = Literal[tuple(MODEL_PRESETS)]  # type: ignore[valid-type]
+"""One of the names of :data:`MODEL_PRESETS`."""

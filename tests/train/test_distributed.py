@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from streamvlm.train.config import apply_overrides
+from streamvlm.settings import apply
 from streamvlm.train.recipe import epoch_batches
 
 from .conftest import tiny_overrides, write_dataset
@@ -27,7 +27,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "config.json"
     overrides = tiny_overrides(data, out, **{"optim.max_steps": 6, "optim.batch_size": 1, "save_every": 3})
-    config.write_text(json.dumps(apply_overrides({}, overrides)))
+    config.write_text(json.dumps(apply({}, overrides)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv_backend", "c10d",
            "--rdzv_endpoint", "localhost:0", "-m", "streamvlm.cli", "train", str(config)]

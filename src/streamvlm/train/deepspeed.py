@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..jsonfiles import read_json
 from .config import TrainConfig
 
 FILLED_KEYS = (
@@ -26,12 +27,9 @@ FILLED_KEYS = (
 
 def read_deepspeed_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"deepspeed: no such file: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"deepspeed: {path}: not valid JSON ({exc})") from None
+    if not path.is_file():
+        raise ConfigError(f"deepspeed: no such file: {path}")
+    data = read_json(path, error=ConfigError)
     stage = data.get("zero_optimization", {}).get("stage") if isinstance(data, dict) else None
     if stage not in (0, 1, 2, 3):
         raise ConfigError(f"deepspeed: {path}: zero_optimization.stage must be 0 to 3, got {stage!r}")

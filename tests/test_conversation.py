@@ -20,7 +20,7 @@ def renderer(pool_size=1, use_pooled=True, interval=","):
 def show(r, rendered):
     tok = r.tokenizer
     tokens = tok.convert_ids_to_tokens(rendered.input_ids)
-    labels = {i: tok.convert_ids_to_tokens(l) for i, l in enumerate(rendered.labels) if l != IGNORE_INDEX}
+    labels = {i: tok.convert_ids_to_tokens(label) for i, label in enumerate(rendered.labels) if label != IGNORE_INDEX}
     return tokens, labels
 
 

@@ -96,7 +96,7 @@ def test_forward_loss_weights_frame_decisions():
         out1 = model(ids, frame_tokens=frames, labels=labels, stream_loss_weight=1.0)
         out2 = model(ids, frame_tokens=frames, labels=labels, stream_loss_weight=2.0)
     n_stream = sum(rendered.stream_mask())
-    n = sum(l != -100 for l in rendered.labels)
+    n = sum(label != -100 for label in rendered.labels)
     # total = (sum_lm + tau * sum_stream) / n, so the difference is stream_loss * n_stream / n
     assert (out2.loss - out1.loss).item() == pytest.approx(out1.stream_loss.item() * n_stream / n, rel=1e-4)
 
@@ -138,7 +138,7 @@ def test_streaming_equals_offline(llm):
             n = int((chunk == model.token_ids.frame_id).sum()) // 10
             embeds = model.build_inputs_embeds(chunk, model.project_frames(frames[frame : frame + n]) if n else None)
             frame += n
-            out = model.language_model(inputs_embeds=embeds, past_key_values=cache, use_cache=True,
+            out = model.language_model(inputs_embeds=embeds, cache=cache, use_cache=True,
                                        position_ids=torch.arange(start, end)[None])
             pieces.append(out.logits[0])
             start = end

@@ -15,30 +15,41 @@ The released ``chenjoya/videollm-online-8b-v1plus`` is a PEFT adapter (``adapter
 ``adapter_model.safetensors``) whose keys are ``base_model.model.<llama module>.lora_{A,B}.weight``
 and ``base_model.model.connector.{0,2}.{weight,bias}``; :func:`load_videollm_online` maps it onto
 a :class:`~streamvlm.model.StreamVLM` built from the base LLM and vision tower paths.
+
+Loading treats every file as untrusted: a broken or hostile file raises a one-line
+:class:`~streamvlm.errors.CheckpointError` naming the file and the field at fault, before anything
+large is allocated (the checks live in :mod:`streamvlm.hf_checks`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import pickle
+import re
+import warnings
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
-from transformers import AutoTokenizer
 
 from .config import LoraSettings, StreamVLMConfig, VisionConfig
 from .errors import CheckpointError, ConfigError
-from .language_model import base_model
-from .typed_json import load_json, save_json
+from .hf_checks import ANSI_ESCAPES, is_int, one_line, read_json_object, short_repr
+from .model import StreamVLM
+from .settings import load_json, save_json
 
 FORMAT = "streamvlm"
 VERSION = 1
 
-
 def save_pretrained(model, path: str | Path, *, full: bool = True) -> None:
     """Write ``model`` to folder ``path``: config, tokenizer and weights (see module doc)."""
+    from .language_model import base_model
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config: StreamVLMConfig = copy.deepcopy(model.config)
@@ -79,15 +90,33 @@ def _check_shapes(file: Path, model: torch.nn.Module, rename=lambda k: k) -> lis
                             f"{list(state[target].shape)} (checkpoint for another model size?)"
                         )
     except SafetensorError as exc:
-        raise CheckpointError(f"{file}: not a readable safetensors file (truncated or corrupt: {exc})") from None
+        raise CheckpointError(f"{file}: not a readable safetensors file "
+                              f"(truncated or corrupt: {one_line(exc)})") from None
     return [rename(k) for k in keys]
+
+
+def read_checkpoint_meta(meta_file: Path) -> dict[str, Any]:
+    """``checkpoint.json``, checked: format, version, ``weights`` and ``frame_encoder``."""
+    meta = read_json_object(meta_file)
+    fmt, version = meta.get("format"), meta.get("version")
+    if fmt != FORMAT or not is_int(version) or version != VERSION:
+        raise CheckpointError(f"{meta_file}: unsupported checkpoint format {short_repr(fmt)} v{short_repr(version)} "
+                              f"(expected 'format': {FORMAT!r}, 'version': {VERSION})")
+    weights = meta.get("weights")
+    if not isinstance(weights, str) or weights not in ("full", "trainable"):
+        raise CheckpointError(f"{meta_file}: field 'weights' must be \"full\" or \"trainable\", "
+                              f"got {short_repr(weights)}")
+    frame_encoder = meta.get("frame_encoder", False)
+    if not isinstance(frame_encoder, bool):
+        raise CheckpointError(f"{meta_file}: field 'frame_encoder' must be true or false, "
+                              f"got {short_repr(frame_encoder)}")
+    return {**meta, "frame_encoder": frame_encoder}
 
 
 def load_pretrained(path: str | Path, *, with_vision: bool = True, dtype: torch.dtype | None = None,
                     device: str | torch.device | None = None):
     """Load a folder written by :func:`save_pretrained`. Errors name the missing file or bad key."""
-    from .model import StreamVLM
-
+    from .language_model import load_tokenizer
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a checkpoint folder (no such directory)")
@@ -99,24 +128,26 @@ def load_pretrained(path: str | Path, *, with_vision: bool = True, dtype: torch.
                 "load_videollm_online(adapter, llm_path, vision_path)"
             )
         raise CheckpointError(f"{path}: missing checkpoint.json (not a streamvlm checkpoint)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{meta_file}: not valid JSON ({exc})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{meta_file}: unsupported checkpoint format {meta.get('format')!r} v{meta.get('version')!r}")
-    weights = path / ("model.safetensors" if meta.get("weights") == "full" else "trainable.safetensors")
-    missing_files = [p.name for p in (path / "config.json", weights) if not p.is_file()]
+    meta = read_checkpoint_meta(meta_file)
+    full = meta["weights"] == "full"
+    config_file = path / "config.json"
+    weights = path / ("model.safetensors" if full else "trainable.safetensors")
+    missing_files = [p.name for p in (config_file, weights) if not p.is_file()]
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         missing_files.append("tokenizer.json")
     if missing_files:
         raise CheckpointError(f"{path}: missing {', '.join(missing_files)}")
-    config = load_json(StreamVLMConfig, path / "config.json")
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    use_vision = with_vision and bool(meta.get("frame_encoder"))
-    model = StreamVLM.from_config(config, tokenizer, with_vision=use_vision)
+    config = load_json(StreamVLMConfig, config_file)
+    tokenizer = load_tokenizer(path)
+    if tokenizer.eos_token_id is None:
+        raise CheckpointError(f"{path / 'tokenizer_config.json'}: the tokenizer has no 'eos_token'")
+    use_vision = with_vision and meta["frame_encoder"]
+    try:
+        model = StreamVLM.from_config(config, tokenizer, with_vision=use_vision)
+    except ConfigError as exc:  # the nested llm_config / vision.tower_config, or a field that does not fit
+        raise CheckpointError(f"{config_file}: {exc}") from None
     keys = _check_shapes(weights, model)
-    if meta.get("weights") == "full":
+    if full:
         missing, unexpected = load_model(model, str(weights), strict=False)
         if not use_vision:
             unexpected = [k for k in unexpected if not k.startswith("frame_encoder.")]
@@ -137,6 +168,85 @@ def load_pretrained(path: str | Path, *, with_vision: bool = True, dtype: torch.
 
 
 # ---------------------------------------------------------------------------- upstream adapter
+def _adapter_lora_settings(cfg_file: Path, adapter_cfg: dict[str, Any]) -> LoraSettings:
+    """LoRA settings from a PEFT ``adapter_config.json``, every field checked."""
+    defaults = LoraSettings()
+
+    def bad(field: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{cfg_file}: field '{field}' must be {expected}, got {short_repr(adapter_cfg[field])}")
+
+    r = adapter_cfg.get("r", defaults.r)
+    if not is_int(r) or r <= 0:
+        raise bad("r", "a positive integer")
+    alpha = adapter_cfg.get("lora_alpha", defaults.alpha)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+        raise bad("lora_alpha", "a positive number")
+    if alpha != int(alpha):
+        raise bad("lora_alpha", "a whole number")
+    dropout = adapter_cfg.get("lora_dropout", defaults.dropout)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise bad("lora_dropout", "a number in [0, 1)")
+    target = adapter_cfg.get("target_modules")
+    if target is None:
+        target = defaults.target_modules
+    elif isinstance(target, list):
+        if not target or not all(isinstance(t, str) and t for t in target):
+            raise bad("target_modules", "a non-empty list of module names or a regex string")
+        target = "|".join(f"(.*\\.)?{re.escape(t)}" for t in target)
+    elif isinstance(target, str):
+        try:
+            re.compile(target)
+        except re.error as exc:
+            raise CheckpointError(f"{cfg_file}: field 'target_modules' is not a valid regex ({exc})") from None
+    else:
+        raise bad("target_modules", "a non-empty list of module names or a regex string")
+    for field in ("use_rslora", "use_dora"):  # would change the adapter's maths: refuse, not approximate
+        if adapter_cfg.get(field):
+            raise CheckpointError(f"{cfg_file}: field '{field}' is set; only plain LoRA adapters are supported")
+    for field in ("rank_pattern", "alpha_pattern"):
+        if adapter_cfg.get(field):
+            raise CheckpointError(f"{cfg_file}: field '{field}' is set; "
+                                  "only one rank and alpha for all modules are supported")
+    return LoraSettings(r=r, alpha=int(alpha), dropout=float(dropout), target_modules=target)
+
+
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.*?)(?:\. Please use|\n\n|$)", re.S)
+
+
+def load_torch_weights(file: Path) -> dict[str, torch.Tensor]:
+    """A ``torch.save``d dict of tensors, loaded with ``weights_only=True`` (no code runs).
+
+    Only the zip archive format is opened, memory-mapped (a raw pickle is refused unread); a
+    pickle that needs code, and a truncated or garbage file, raise a one-line CheckpointError.
+    """
+    try:
+        is_zip = zipfile.is_zipfile(file)
+        with open(file, "rb") as f:
+            head = f.read(2)
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot read ({one_line(exc)})") from None
+    if not is_zip:
+        if head[:1] == b"\x80":  # pickle PROTO opcode: a raw pickle, which can run code on load
+            raise CheckpointError(f"{file}: refused: raw pickled file (a pickle can run code on load, so it is "
+                                  "not opened); use safetensors")
+        raise CheckpointError(f"{file}: not a PyTorch weights file (truncated or corrupt); use safetensors")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol notes from torch's safe unpickler
+            tensors = torch.load(str(file), map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        match = _UNPICKLER_DETAIL.search(ANSI_ESCAPES.sub("", str(exc)))
+        detail = one_line(match.group(1), 120) if match else "not plain tensors"
+        raise CheckpointError(f"{file}: refused: pickled file with code; use safetensors ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - zip/record errors: RuntimeError, EOFError, ValueError, ...
+        raise CheckpointError(f"{file}: not a readable PyTorch weights file "
+                              f"(truncated or corrupt: {one_line(exc, 160)})") from None
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in tensors.items()):
+        raise CheckpointError(f"{file}: expected a mapping of tensor names to tensors, got {type(tensors).__name__}")
+    return tensors
+
+
 def load_videollm_online(
     adapter_path: str | Path,
     llm_name_or_path: str,
@@ -150,8 +260,7 @@ def load_videollm_online(
     The model is live1+ (pooled + 3x3 tokens, SigLIP mean = std = 0.5), interval token ``,``,
     upstream text layout; LoRA settings are read from ``adapter_config.json``.
     """
-    from .model import StreamVLM
-
+    from .language_model import load_tokenizer
     adapter_path = Path(adapter_path)
     cfg_file = adapter_path / "adapter_config.json"
     weights = adapter_path / "adapter_model.safetensors"
@@ -160,15 +269,8 @@ def load_videollm_online(
         raise CheckpointError(f"{adapter_path}: missing adapter_config.json (not a PEFT adapter folder)")
     if not weights.is_file() and not legacy.is_file():
         raise CheckpointError(f"{adapter_path}: missing adapter_model.safetensors")
-    try:
-        adapter_cfg = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{cfg_file}: not valid JSON ({exc})") from None
-    target = adapter_cfg.get("target_modules")
-    if isinstance(target, list):
-        target = "|".join(f"(.*\\.)?{t}" for t in target)
-    lora = LoraSettings(r=int(adapter_cfg.get("r", 128)), alpha=int(adapter_cfg.get("lora_alpha", 256)),
-                        dropout=float(adapter_cfg.get("lora_dropout", 0.05)), target_modules=target or LoraSettings().target_modules)
+    lora = _adapter_lora_settings(cfg_file, read_json_object(cfg_file))
+    tensors = None if weights.is_file() else load_torch_weights(legacy)  # refuse a bad file before any model
     config = StreamVLMConfig(
         llm_name_or_path=llm_name_or_path,
         vision=VisionConfig(name_or_path=vision_name_or_path, use_pooled=True, pool_size=3),
@@ -176,8 +278,11 @@ def load_videollm_online(
         interval_token=",",
         frame_fps=frame_fps,
     )
-    tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
-    model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
+    tokenizer = load_tokenizer(llm_name_or_path)
+    try:
+        model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
+    except ConfigError as exc:  # LoRA settings that do not fit the base model, tokenizer without ','
+        raise CheckpointError(f"{adapter_path}: {exc}") from None
 
     def rename(key: str) -> str:
         if not key.startswith("base_model.model."):
@@ -190,11 +295,10 @@ def load_videollm_online(
                 rest = rest.replace(part, part + "default.")
         return "language_model.base_model.model." + rest
 
-    if weights.is_file():
+    if tensors is None:
         keys = _check_shapes(weights, model, rename)
         tensors = load_file(str(weights))
     else:
-        tensors = torch.load(str(legacy), map_location="cpu", weights_only=True)
         keys = [rename(k) for k in tensors]
     state = model.state_dict()
     unknown = [k for k in keys if k not in state]
@@ -207,6 +311,7 @@ def load_videollm_online(
     renamed = {rename(k): v for k, v in tensors.items()}
     for key, value in renamed.items():
         if tuple(value.shape) != tuple(state[key].shape):
-            raise CheckpointError(f"{adapter_path}: tensor '{key}' has shape {list(value.shape)}, expected {list(state[key].shape)}")
+            raise CheckpointError(f"{adapter_path}: tensor '{key}' has shape {list(value.shape)}, "
+                                  f"expected {list(state[key].shape)}")
     model.load_state_dict(renamed, strict=False)
     return model.eval()

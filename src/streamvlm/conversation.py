@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from .config import StreamVLMConfig
 from .errors import ConversationError
 from .tokenization import StreamTokenIds, add_frame_token, encode_text
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant", "stream")

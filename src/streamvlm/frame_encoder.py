@@ -9,8 +9,10 @@ becomes ``T = use_pooled + pool_size**2`` tokens: the pooled/CLS token, then a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +23,24 @@ from transformers import (
     CLIPVisionModel,
     PretrainedConfig,
     PreTrainedModel,
-    SiglipVisionConfig,
-    SiglipVisionModel,
     Siglip2VisionConfig,
     Siglip2VisionModel,
+    SiglipVisionConfig,
+    SiglipVisionModel,
 )
 
 from .config import VisionConfig
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
+from .hf_checks import (
+    TOWER_SIZE_FIELDS,
+    check_hf_config_values,
+    check_model_fits,
+    hf_config_values,
+    one_line,
+    pretrained_hf_config,
+    read_json_object,
+    short_repr,
+)
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -58,28 +70,62 @@ TOWER_FAMILIES: dict[str, TowerFamily] = {
 }
 
 
-def _family(model_type: str) -> TowerFamily:
+def _check_channels(values: dict, prefix: str, error: type = ConfigError) -> None:
+    channels = values.get("num_channels", 3)
+    if channels != 3:
+        raise error(f"{prefix}num_channels: frames are RGB, so the tower needs 3 channels, got {short_repr(channels)}")
+
+
+def tower_hf_config(tower_config: Any, prefix: str = "vision.tower_config") -> tuple[PretrainedConfig, TowerFamily]:
+    """The HF config of an image tower from its dict (``model_type`` + fields), every size checked."""
+    if not isinstance(tower_config, dict):
+        raise ConfigError(f"{prefix}: expected an object (an HF vision config with 'model_type'), "
+                          f"got {short_repr(tower_config)}")
+    values = dict(tower_config)
+    model_type = values.pop("model_type", None)
+    if model_type is None:
+        raise ConfigError(f"{prefix}: missing 'model_type' (e.g. 'siglip_vision_model')")
+    if not isinstance(model_type, str) or model_type not in TOWER_FAMILIES:
+        raise ConfigError(f"{prefix}.model_type: unsupported image tower type {short_repr(model_type)} "
+                          f"(supported: {', '.join(sorted(TOWER_FAMILIES))})")
+    family = TOWER_FAMILIES[model_type]
+    defaults = family.config_class().to_dict()
+    check_hf_config_values(values, TOWER_SIZE_FIELDS, f"{prefix}.", defaults=defaults)
+    _check_channels(values, f"{prefix}.")
     try:
-        return TOWER_FAMILIES[model_type]
-    except KeyError:
-        raise ConfigError(
-            f"vision: unsupported image tower type {model_type!r} (supported: {', '.join(sorted(TOWER_FAMILIES))})"
-        ) from None
+        return family.config_class(**values), family
+    except Exception as exc:  # noqa: BLE001 - HF raises many kinds for bad values
+        raise ConfigError(f"{prefix}: not a valid {model_type} config ({one_line(exc)})") from None
+
+
+def _load_pretrained_tower(name_or_path: str) -> tuple[PreTrainedModel, TowerFamily]:
+    hf_config, where = pretrained_hf_config(name_or_path, AutoConfig.from_pretrained, "image tower")
+    model_type = hf_config.model_type
+    if model_type not in TOWER_FAMILIES:
+        raise CheckpointError(f"{where}model_type: unsupported image tower type {model_type!r} "
+                              f"(supported: {', '.join(sorted(TOWER_FAMILIES))})")
+    family = TOWER_FAMILIES[model_type]
+    vision_config, _ = pretrained_hf_config(name_or_path, family.config_class.from_pretrained, "image tower")
+    values = hf_config_values(vision_config)
+    check_hf_config_values(values, TOWER_SIZE_FIELDS, where, error=CheckpointError)
+    _check_channels(values, where, CheckpointError)
+    check_model_fits(family.model_class, vision_config, where.rstrip(": "), error=CheckpointError)
+    try:
+        return family.model_class.from_pretrained(name_or_path), family
+    except Exception as exc:  # noqa: BLE001 - missing, truncated or mismatched weight files
+        raise CheckpointError(f"{name_or_path}: cannot load the image tower weights ({one_line(exc)})") from None
 
 
 def build_tower(config: VisionConfig) -> tuple[PreTrainedModel, TowerFamily]:
-    """Load the tower named by ``config.name_or_path``, or build a random one from ``tower_config``."""
-    config.validate()
+    """Load the tower named by ``config.name_or_path``, or build a random one from ``tower_config``.
+
+    Raises ConfigError for a bad ``tower_config`` (field named), CheckpointError for a bad folder;
+    either before anything is allocated, including when the weights would not fit in memory.
+    """
     if config.name_or_path is not None:
-        model_type = AutoConfig.from_pretrained(config.name_or_path).model_type
-        family = _family(model_type)
-        return family.model_class.from_pretrained(config.name_or_path), family
-    tower_config = dict(config.tower_config or {})
-    model_type = tower_config.pop("model_type", None)
-    if model_type is None:
-        raise ConfigError("vision.tower_config: missing 'model_type' (e.g. 'siglip_vision_model')")
-    family = _family(model_type)
-    hf_config = family.config_class(**tower_config)
+        return _load_pretrained_tower(config.name_or_path)
+    hf_config, family = tower_hf_config(config.tower_config or {})
+    check_model_fits(family.model_class, hf_config, "vision.tower_config")
     return family.model_class(hf_config), family
 
 
@@ -197,13 +243,49 @@ def is_frame_encoder_dir(path: str | Path) -> bool:
     return (Path(path) / FRAME_ENCODER_FILE).is_file()
 
 
+_RECIPE_FIELDS = {"use_pooled", "pool_size", "image_size", "image_mean", "image_std"}
+
+
+def _check_recipe(file: Path, recipe: dict[str, Any]) -> None:
+    """Types and ranges of a frame-encoder recipe, with errors naming the field."""
+    unknown = sorted(set(recipe) - _RECIPE_FIELDS)
+    if unknown:
+        raise CheckpointError(f"{file}: unknown field {unknown[0]!r} (expected {', '.join(sorted(_RECIPE_FIELDS))})")
+
+    def bad(field: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{file}: field '{field}' must be {expected}, got {short_repr(recipe[field])}")
+
+    if "use_pooled" in recipe and not isinstance(recipe["use_pooled"], bool):
+        raise bad("use_pooled", "true or false")
+    pool = recipe.get("pool_size", 0)
+    if isinstance(pool, bool) or not isinstance(pool, int) or not 0 <= pool <= 64:
+        raise bad("pool_size", "an integer in [0, 64]")
+    size = recipe.get("image_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 8192):
+        raise bad("image_size", "null or an integer in [1, 8192]")
+    for field in ("image_mean", "image_std"):
+        value = recipe.get(field)
+        if value is None:
+            continue
+        if not (isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            raise bad(field, "null or a list of 3 numbers")
+        if field == "image_std" and min(value) <= 0:
+            raise bad(field, "a list of 3 numbers > 0")
+
+
 def load_frame_encoder(path: str | Path) -> FrameEncoder:
-    """Load a folder written by :func:`save_frame_encoder`."""
+    """Load a folder written by :func:`save_frame_encoder`. A broken folder raises a one-line
+    CheckpointError naming the file and field."""
     path = Path(path)
+    file = path / FRAME_ENCODER_FILE
+    recipe = read_json_object(file)
+    _check_recipe(file, recipe)
     try:
-        recipe = json.loads((path / FRAME_ENCODER_FILE).read_text(encoding="utf-8"))
         config = VisionConfig(name_or_path=str(path), **recipe)
-    except (OSError, ValueError, TypeError) as err:
-        raise ConfigError(f"{path / FRAME_ENCODER_FILE}: not a frame-encoder recipe ({err})") from None
-    config.validate()
-    return FrameEncoder.from_config(config)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{file}: not a frame-encoder recipe ({one_line(err)})") from None
+    try:
+        return FrameEncoder.from_config(config)
+    except ConfigError as exc:  # the recipe does not fit the tower (image size vs patch size, ...)
+        raise CheckpointError(f"{file}: {exc}") from None

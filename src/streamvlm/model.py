@@ -18,10 +18,10 @@ from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 from .config import StreamVLMConfig
 from .connector import Connector
 from .conversation import ConversationRenderer
+from .errors import ConfigError
 from .frame_encoder import FrameEncoder
 from .language_model import apply_lora, base_model, build_language_model, load_tokenizer
-from .loss import LossKind, LossParts, streaming_loss
-from .errors import ConfigError
+from .loss import LossOptions, LossParts, streaming_loss
 from .tokenization import StreamTokenIds, add_frame_token
 
 
@@ -33,7 +33,7 @@ class StreamVLMOutput:
     loss: Tensor | None = None
     lm_loss: Tensor | None = None
     stream_loss: Tensor | None = None
-    past_key_values: Cache | None = None
+    cache: Cache | None = None
 
 
 class StreamVLM(nn.Module):
@@ -48,7 +48,6 @@ class StreamVLM(nn.Module):
         connector: Connector | None = None,
     ) -> None:
         super().__init__()
-        config.validate()
         self.config = config
         self.language_model = language_model
         self.frame_encoder = frame_encoder
@@ -76,7 +75,6 @@ class StreamVLM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> StreamVLM:
         """Build the parts named by ``config`` (pretrained where paths are given, random otherwise)."""
-        config.validate()
         lm = build_language_model(config, dtype=dtype)
         if tokenizer is None:
             if config.llm_name_or_path is None:
@@ -93,18 +91,6 @@ class StreamVLM(nn.Module):
         if dtype is not None:
             model.connector.to(dtype)
         return model
-
-    @classmethod
-    def from_pretrained(cls, path: str, **kwargs) -> StreamVLM:
-        """Load a checkpoint saved by :meth:`save_pretrained` (see :mod:`streamvlm.checkpoint`)."""
-        from .checkpoint import load_pretrained
-
-        return load_pretrained(path, **kwargs)
-
-    def save_pretrained(self, path: str, *, full: bool = True) -> None:
-        from .checkpoint import save_pretrained
-
-        save_pretrained(self, path, full=full)
 
     # ------------------------------------------------------------------ parts
     def get_input_embeddings(self) -> nn.Embedding:
@@ -148,7 +134,8 @@ class StreamVLM(nn.Module):
         if count != given:
             raise ValueError(f"the inputs hold {count} frame placeholder tokens but {given} frame tokens were given")
         if count:
-            embeds = embeds.masked_scatter(is_frame[..., None], frame_embeds.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
+            embeds = embeds.masked_scatter(is_frame[..., None],
+                                           frame_embeds.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
         return embeds
 
     # ------------------------------------------------------------------ forward
@@ -159,14 +146,15 @@ class StreamVLM(nn.Module):
         frame_tokens: Tensor | None = None,
         pixel_values: Tensor | None = None,
         labels: Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         position_ids: Tensor | None = None,
         use_cache: bool = False,
-        loss_kind: LossKind = "ce",
+        loss_options: LossOptions | None = None,
         stream_loss_weight: float | None = None,
     ) -> StreamVLMOutput:
         """``input_ids [B, L]`` with placeholders; frames as ``frame_tokens [N, T, D_vision]``
-        (pre-extracted) or ``pixel_values [N, 3, S, S]``; ``labels [B, L]`` aligned with positions."""
+        (pre-extracted) or ``pixel_values [N, 3, S, S]``; ``labels [B, L]`` aligned with positions.
+        With labels, the loss is :meth:`loss` (``loss_options``: the training config's loss section)."""
         if frame_tokens is not None and pixel_values is not None:
             raise ValueError("pass frame_tokens or pixel_values, not both")
         frame_embeds = None
@@ -179,18 +167,27 @@ class StreamVLM(nn.Module):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
         )
-        result = StreamVLMOutput(logits=out.logits, past_key_values=out.past_key_values if use_cache else None)
+        result = StreamVLMOutput(logits=out.logits, cache=out.cache if use_cache else None)
         if labels is not None:
-            parts = self.loss(out.logits, input_ids, labels, loss_kind, stream_loss_weight)
+            parts = self.loss(out.logits, input_ids, labels, loss_options, tau=stream_loss_weight)
             result.loss, result.lm_loss, result.stream_loss = parts.loss, parts.lm_loss, parts.stream_loss
         return result
 
-    def loss(self, logits: Tensor, input_ids: Tensor, labels: Tensor, kind: LossKind = "ce",
-             stream_loss_weight: float | None = None) -> LossParts:
-        """Learned positions whose input is a frame placeholder are frame decisions (weight tau)."""
-        tau = self.config.stream_loss_weight if stream_loss_weight is None else stream_loss_weight
+    def loss(self, logits: Tensor, input_ids: Tensor, labels: Tensor, options: LossOptions | None = None, *,
+             tau: float | None = None) -> LossParts:
+        """The training and evaluation loss (the one entry point): ``logits [B, L, V]``,
+        ``input_ids [B, L]``, ``labels [B, L]`` (-100 = ignored) -> :class:`LossParts`.
+
+        Learned positions whose input is a frame placeholder are frame decisions, weighted by
+        ``tau`` (default: ``options.tau``, else ``config.stream_loss_weight``). ``options`` (kind,
+        focal_gamma, ohem_keep; e.g. ``TrainConfig.loss``) defaults to plain cross-entropy.
+        """
+        if tau is None:
+            tau = self.config.stream_loss_weight if options is None else options.tau
+        extra = {} if options is None else dict(kind=options.kind, focal_gamma=options.focal_gamma,
+                                                 ohem_keep=options.ohem_keep)
         stream_mask = input_ids == self.token_ids.frame_id
-        return streaming_loss(logits, labels, stream_mask, tau=tau, kind=kind)
+        return streaming_loss(logits, labels, stream_mask, tau=tau, **extra)

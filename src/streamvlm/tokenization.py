@@ -9,11 +9,13 @@ positions are overwritten by frame embeddings (see :mod:`streamvlm.model`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from .config import StreamVLMConfig
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def test_focal_and_ohem_change_only_frame_decisions():
     stream = torch.tensor([[True, True, False]])
     l0, l1, l2 = ce(rows[0], 0), ce(rows[1], 0), ce(rows[2], 2)
     focal = streaming_loss(logits, labels, stream, tau=1.0, kind="focal", focal_gamma=2.0)
-    f = lambda l: (1 - math.exp(-l)) ** 2 * l
+    f = lambda loss: (1 - math.exp(-loss)) ** 2 * loss
     assert focal.loss.item() == pytest.approx((f(l0) + f(l1) + l2) / 3, rel=1e-5)
     ohem = streaming_loss(logits, labels, stream, tau=1.0, kind="ohem", ohem_keep=0.5)
     assert ohem.loss.item() == pytest.approx((max(l0, l1) + l2) / 3, rel=1e-5)
@@ -56,4 +56,40 @@ def test_focal_and_ohem_change_only_frame_decisions():
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="loss kind"):
-        streaming_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.bool), kind="x")
+        streaming_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.bool),
+                       kind="x")
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_gradient_is_finite_for_ignored_and_confident_positions(gamma):
+    # position 0 ignored (ce = 0 there), position 1 a perfectly confident frame decision (p = 1):
+    # (1 - p)^gamma has an infinite slope at p = 1 for gamma < 1; the gradient must stay finite
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [60.0, 0.0, 0.0], [0.1, 0.2, 0.3]]], requires_grad=True)
+    labels = torch.tensor([[-100, 0, 2]])
+    stream = torch.tensor([[False, True, False]])
+    parts = streaming_loss(logits, labels, stream, kind="focal", focal_gamma=gamma)
+    parts.loss.backward()
+    assert torch.isfinite(parts.loss) and torch.isfinite(logits.grad).all()
+
+
+def test_model_loss_is_the_one_entry_point():
+    """StreamVLM.loss reads kind, tau, focal_gamma and ohem_keep from a config's loss section."""
+    from streamvlm.train.config import LossSection
+
+    from .helpers import tiny_model
+
+    model = tiny_model()
+    ids = torch.tensor([[5, model.token_ids.frame_id, 6, model.token_ids.frame_id, 7]])
+    labels = torch.tensor([[-100, 3, 4, 2, 1]])
+    logits = torch.randn(1, 5, 11)
+    stream = ids == model.token_ids.frame_id
+    for section in (LossSection(), LossSection(kind="focal", tau=2.5, focal_gamma=1.5),
+                    LossSection(kind="ohem", tau=0.5, ohem_keep=0.5)):
+        got = model.loss(logits, ids, labels, section)
+        want = streaming_loss(logits, labels, stream, tau=section.tau, kind=section.kind,
+                              focal_gamma=section.focal_gamma, ohem_keep=section.ohem_keep)
+        assert got.loss.item() == pytest.approx(want.loss.item(), rel=1e-6)
+    # without a section: plain CE weighted by the model config's stream_loss_weight
+    model.config.stream_loss_weight = 3.0
+    want = streaming_loss(logits, labels, stream, tau=3.0)
+    assert model.loss(logits, ids, labels).loss.item() == pytest.approx(want.loss.item(), rel=1e-6)

@@ -4,13 +4,17 @@
 frame decisions and 1 elsewhere (as upstream). ``kind`` changes ``l_i`` at frame decisions only:
 ``ce`` (the paper's choice), ``focal`` (``(1 - p)^gamma * ce``), ``ohem`` (only the hardest
 ``ohem_keep`` fraction of frame decisions in the batch count; the rest weigh 0).
+
+Training and evaluation compute it through one entry point, :meth:`streamvlm.model.StreamVLM.loss`
+(which knows the frame placeholder id), given the training config's loss section
+(:class:`LossOptions`); :func:`streaming_loss` is the arithmetic.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +23,15 @@ from torch import Tensor
 from .conversation import IGNORE_INDEX
 
 LossKind = Literal["ce", "focal", "ohem"]
+
+
+class LossOptions(Protocol):
+    """What the loss reads from a config (:class:`streamvlm.train.config.LossSection` fits)."""
+
+    kind: LossKind
+    tau: float
+    focal_gamma: float
+    ohem_keep: float
 
 
 @dataclass
@@ -52,8 +65,9 @@ def streaming_loss(
     ce = ce * learned
     stream_term = ce
     if kind == "focal":
-        p = torch.exp(-ce)
-        stream_term = (1 - p) ** focal_gamma * ce
+        # 1 - p = -expm1(-ce), clamped: (1 - p)^gamma has an infinite slope at p = 1 for gamma < 1,
+        # which made the gradient of a perfectly confident decision NaN (0 * inf).
+        stream_term = (-torch.expm1(-ce)).clamp(min=1e-12) ** focal_gamma * ce
     elif kind == "ohem":
         n = int(stream.sum())
         keep = torch.zeros_like(stream)

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from streamvlm.checkpoint import load_pretrained
 from streamvlm.errors import ConfigError
-from streamvlm.model import StreamVLM
-from streamvlm.train import latest_checkpoint, load_train_config, train
+from streamvlm.train.config import load_train_config
+from streamvlm.train.recipe import train
+from streamvlm.train.state import latest_checkpoint
 
 from .conftest import tiny_overrides, write_dataset
 
@@ -55,7 +57,7 @@ def test_train_saves_and_resumes_exactly(tmp_path, synth_data):
         assert loss == pytest.approx(curve[step], rel=1e-5, abs=1e-6)
 
     # The final checkpoint is an ordinary model folder.
-    model = StreamVLM.from_pretrained(str(full / "checkpoint-000008"))
+    model = load_pretrained(full / "checkpoint-000008")
     state = torch.load(full / "checkpoint-000008" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 8
     tokens = torch.randn(9, 10, 32)
@@ -94,14 +96,39 @@ def test_baseline_methods_train(tmp_path, synth_data, method):
     assert all(m["stream_loss"] == 0.0 for m in metrics(out))  # no frame decision is learned
 
 
-def test_lora_trains_adapters_and_connector_only(tmp_path, synth_data):
+def test_lora_trains_adapters_and_connector_only(tmp_path, synth_data, monkeypatch):
+    import streamvlm.train.recipe as recipe
+
+    built, build_model = {}, recipe.build_model
+
+    def build_and_snapshot(*args):  # keeps the model and a copy of its weights before training
+        built["model"] = model = build_model(*args)
+        built["before"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return model
+
+    monkeypatch.setattr(recipe, "build_model", build_and_snapshot)
     out = tmp_path / "lora"
     cfg = load_train_config(None, tiny_overrides(synth_data, out, **{
         "optim.max_steps": 2, "lora.enabled": True, "lora.r": 4, "lora.alpha": 8,
         "lora.target_modules": "model.*(q_proj|v_proj)", "gradient_checkpointing": True, "precision": "bf16"}))
     train(cfg)
-    model = StreamVLM.from_pretrained(str(latest_checkpoint(out)))
+
+    before, after = built["before"], built["model"].state_dict()
+    adapters = [k for k in before if "lora_B" in k]
+    connector = [k for k in before if k.startswith("connector.")]
+    frozen = [k for k in before if "lora_" not in k and not k.startswith("connector.")]
+    assert len(adapters) == 2 * 2 and connector and frozen  # q_proj and v_proj of the tiny LM's 2 layers
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert set(adapters) | set(connector) <= set(changed), "an adapter or the connector did not train"
+    assert not set(frozen) & set(changed), f"frozen weights changed: {sorted(set(frozen) & set(changed))[:3]}"
+
+    # The saved checkpoint reloads with those adapters (and the trained connector).
+    model = load_pretrained(latest_checkpoint(out))
     assert model.config.lora is not None and model.config.lora.r == 4
+    reloaded = model.state_dict()
+    assert set(reloaded) == set(after)
+    for key in adapters + connector + frozen:
+        assert torch.equal(reloaded[key], after[key]), key
 
 
 def test_feature_width_mismatch_is_a_clear_error(tmp_path):

@@ -58,7 +58,7 @@ def test_cli_pretrain_then_encode_with_the_tower(world, tmp_path, capsys):
     recipe["model"]["config"]["vision"]["tower_config"] = TOWER
     config.write_text(json.dumps(recipe))
     tower = tmp_path / "tower"
-    assert main(["pretrain-tower", str(world), "--out", str(tower), "--config", str(config), "--epochs", "1",
+    assert main(["pretrain-tower", str(world), "--out", str(tower), "--recipe", str(config), "--epochs", "1",
                  "--heldout", str(world), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "tower saved to" in out and "held-out held_colour" in out
@@ -81,7 +81,7 @@ def test_cli_refuses_a_folder_that_is_not_a_world(tmp_path, capsys):
 def test_cli_refuses_a_config_without_a_tower_to_build(world, tmp_path, capsys):
     config = tmp_path / "recipe.json"
     config.write_text(json.dumps({"model": {"preset": "tiny"}}))
-    assert main(["pretrain-tower", str(world), "--out", str(tmp_path / "t"), "--config", str(config)]) == 2
+    assert main(["pretrain-tower", str(world), "--out", str(tmp_path / "t"), "--recipe", str(config)]) == 2
     assert "tower_config" in capsys.readouterr().err
 
 

@@ -44,9 +44,9 @@ def test_per_frame_puts_a_reply_after_every_frame():
 
 
 def test_per_frame_renders_without_stream_loss():
-    from tests.helpers import word_tokenizer
     from streamvlm.conversation import ConversationRenderer
     from streamvlm.presets import tiny_config
+    from tests.helpers import word_tokenizer
 
     renderer = ConversationRenderer(word_tokenizer(), tiny_config(pool_size=0))
     rendered = renderer.render(per_frame(CONVERSATION))

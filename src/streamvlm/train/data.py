@@ -17,8 +17,8 @@ from torch.utils.data import Dataset, Subset
 from ..conversation import ConversationRenderer, RenderedConversation, Turn
 from ..data.dataset import RawFrameDataset, StreamingDataset
 from ..data.jsonl import ConversationRecord, read_jsonl
-from ..frame_encoder import FrameEncoder
 from ..errors import ConfigError
+from ..frame_encoder import FrameEncoder
 from .config import DataSection
 from .transforms import Transform, get_transform
 

@@ -1,12 +1,20 @@
-"""The training recipe: one loop, readable top to bottom.
+"""The training recipe, readable top to bottom (as torchtune's recipes are).
 
-``train(config)`` builds the tokenizer, the model and the datasets, wraps them with
-``accelerate`` (data parallel under ``torchrun`` / ``accelerate launch``, mixed precision,
-optional DeepSpeed), then runs AdamW with warmup + cosine decay, gradient accumulation and
-clipping. It logs the loss split into LM and stream parts, the learning rate and tokens/s to
-stdout and ``OUTPUT_DIR/metrics.jsonl``, saves resumable checkpoints (rank 0 writes), resumes
-from the latest one on ``resume=true`` with the same loss curve as an uninterrupted run, and on
-Ctrl-C / SIGTERM saves a checkpoint at the next step boundary, then raises KeyboardInterrupt.
+``train(config)`` runs a :class:`TrainingRecipe` in two stages:
+
+* ``setup()``: data records and the checkpoint to resume from (cheap checks first, before any
+  model loads), the ``accelerate`` accelerator (data parallel under ``torchrun`` / ``accelerate
+  launch``, mixed precision, optional DeepSpeed), the model, the datasets, AdamW with warmup +
+  cosine decay (:mod:`streamvlm.train.optim`), the resumed state, the output folder.
+* ``train()``: the loop. One optimizer step = ``grad_accum`` micro-batches (:meth:`~TrainingRecipe.train_step`:
+  forward, :meth:`~streamvlm.model.StreamVLM.loss`, backward), a finiteness check, clipping, the
+  update; then logging (loss split into LM and stream parts, lr, tokens/s, to stdout and
+  ``OUTPUT_DIR/metrics.jsonl``), validation and periodic checkpoints.
+
+Checkpoints (``checkpoint-NNNNNN``, rank 0 writes) resume with the same loss curve as an
+uninterrupted run. Ctrl-C / SIGTERM saves a checkpoint at the next step boundary, then raises
+KeyboardInterrupt. A NaN/inf loss or gradient norm raises :class:`TrainingDiverged` on every
+process before anything of that step is saved.
 
 Data order is a pure function of ``(seed, epoch)``: each epoch is a seeded permutation split
 into one shard per process, so a resumed run skips exactly the batches already seen.
@@ -21,52 +29,61 @@ import math
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..checkpoint import load_pretrained, save_pretrained
 from ..collate import Batch, collate
-from ..config import StreamVLMConfig
-from ..errors import ConfigError
-from ..language_model import apply_lora
-from ..loss import streaming_loss
-from ..model import StreamVLM
-from ..presets import tiny_config, train_tokenizer, videollm_online_8b_config
-from ..typed_json import save_json, to_dict
-from .config import TrainConfig
 from ..data.jsonl import ConversationRecord
+from ..errors import ConfigError, UserError
+from ..language_model import apply_lora
+from ..model import StreamVLM, StreamVLMOutput
+from ..presets import MODEL_PRESETS, train_tokenizer
+from ..settings import dumps, save_json
+from .config import TrainConfig
 from .data import build_dataset, read_records, training_texts
+from .optim import make_optimizer, make_scheduler
 from .state import (
-    checkpoint_dir, latest_checkpoint, load_trainer_state, rng_state, save_trainer_state, set_rng_state,
+    checkpoint_dir,
+    latest_checkpoint,
+    load_trainer_state,
+    rng_state,
+    save_trainer_state,
+    set_rng_state,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+
+class TrainingDiverged(UserError):
+    """A micro-batch loss or the gradient norm became NaN or infinite: the run stops on every
+    process before the step's update, and nothing more is saved."""
 
 
 # ---------------------------------------------------------------------------- building blocks
-def preset_config(name: str) -> StreamVLMConfig:
-    if name == "tiny":
-        return tiny_config()
-    if name == "tiny-qwen2":
-        return tiny_config("qwen2")
-    return videollm_online_8b_config()
-
-
 def build_model(cfg: TrainConfig, records: list[ConversationRecord], resume_from: Path | None) -> StreamVLM:
     """The model to train, with its tokenizer; from a checkpoint when resuming or ``init_from``."""
     lora = cfg.lora.settings()
     start = resume_from or (Path(cfg.model.init_from) if cfg.model.init_from else None)
     if start is not None:
-        model = StreamVLM.from_pretrained(str(start), with_vision=cfg.model.with_vision)
+        model = load_pretrained(start, with_vision=cfg.model.with_vision)
         if lora is not None and model.config.lora is None:
             model.language_model = apply_lora(model.language_model, lora)
             model.config.lora = lora
     else:
-        config = copy.deepcopy(cfg.model.config) if cfg.model.config else preset_config(cfg.model.preset)
+        config = copy.deepcopy(cfg.model.config) if cfg.model.config else MODEL_PRESETS[cfg.model.preset]()
         config.lora = lora
         tokenizer = None
         if cfg.tokenizer.path == "train":
             t = config.template
-            pieces = [t.system_prompt, t.user_open, t.assistant_open, t.stream_open + t.stream_close, config.interval_token]
+            pieces = [t.system_prompt, t.user_open, t.assistant_open, t.stream_open + t.stream_close,
+                      config.interval_token]
             tokenizer = train_tokenizer(training_texts(records) + pieces, cfg.tokenizer.vocab_size)
         elif cfg.tokenizer.path is not None:
             from transformers import AutoTokenizer
@@ -125,25 +142,6 @@ def epoch_batches(num_samples: int, batch_size: int, epoch: int, seed: int, rank
     return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norms (1-D parameters)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
-
-    warmup = math.ceil(cfg.optim.warmup_ratio * total_steps)
-    if cfg.optim.schedule == "constant":
-        return get_constant_schedule_with_warmup(optimizer, warmup)
-    return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
-
-
 class StopRequest:
     """Turns SIGINT / SIGTERM into a flag checked at step boundaries (installed for the run)."""
 
@@ -170,6 +168,295 @@ class StopRequest:
 
 
 # ---------------------------------------------------------------------------- the recipe
+LOSS_PARTS = ("loss", "lm_loss", "stream_loss")
+
+
+@dataclass
+class _Window:
+    """This process's running sums since the last log line."""
+
+    loss: float = 0.0
+    lm_loss: float = 0.0
+    stream_loss: float = 0.0
+    tokens: int = 0
+    samples: int = 0
+    micro: int = 0
+    since: float = field(default_factory=time.perf_counter)
+
+    def add(self, micro: dict[str, float]) -> None:
+        for key in (*LOSS_PARTS, "tokens", "samples"):
+            setattr(self, key, getattr(self, key) + micro[key])
+        self.micro += 1
+
+
+class TrainingRecipe:
+    """One training run: :meth:`setup`, then :meth:`train` (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.cfg = config
+        self.out = Path(config.output_dir)
+        self.step = 0  # optimizer steps done
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Everything the loop needs, cheapest checks first."""
+        cfg = self.cfg
+        cfg.check_paths()
+        records = read_records(cfg.data)  # data errors cost no model loading
+        self.resume_from = self._resume_point()
+        self.accelerator = self._make_accelerator()
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.main = self.accelerator.is_main_process
+        torch.manual_seed(cfg.seed + self.rank)
+        model = build_model(cfg, records, self.resume_from)
+        self._setup_data(model)
+        optimizer = make_optimizer(model.parameters(), cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas)
+        self.scheduler = make_scheduler(optimizer, cfg.optim.warmup_ratio, self.total_steps, cfg.optim.schedule)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.unwrapped: StreamVLM = self.accelerator.unwrap_model(self.model)
+        if self.resume_from is not None:
+            self._load_trainer_state(self.resume_from)
+        self._start_output()
+
+    def _resume_point(self) -> Path | None:
+        resume = self.cfg.resume
+        if resume is False:
+            return None
+        if resume is True:
+            return latest_checkpoint(self.out)  # None: nothing saved yet, start afresh
+        if not (Path(resume) / "trainer_state.pt").is_file():
+            raise ConfigError(f"resume: {resume} is not a training checkpoint (no trainer_state.pt)")
+        return Path(resume)
+
+    def _make_accelerator(self) -> Accelerator:
+        """Processes (gloo data parallel on CPU under torchrun), precision, DeepSpeed."""
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        cfg = self.cfg
+        if cfg.precision == "fp16" and not torch.cuda.is_available():
+            raise ConfigError("precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
+        plugin = None
+        if cfg.deepspeed is not None:
+            from accelerate import DeepSpeedPlugin
+
+            from .deepspeed import fill_deepspeed_config, read_deepspeed_config
+
+            plugin = DeepSpeedPlugin(hf_ds_config=fill_deepspeed_config(read_deepspeed_config(cfg.deepspeed), cfg))
+        return Accelerator(
+            mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
+            gradient_accumulation_steps=cfg.optim.grad_accum,
+            deepspeed_plugin=plugin,
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.model.train_vision)],
+        )
+
+    def _setup_data(self, model: StreamVLM) -> None:
+        """Datasets (checked against the model), the collate pad id and the step counts."""
+        cfg = self.cfg
+        self.raw_frames = cfg.data.videos is not None  # pixels [N, 3, S, S], else features [N, T, D]
+        self.train_set = build_dataset(cfg.data, model.renderer, "train", model.frame_encoder)
+        self.val_set = build_dataset(cfg.data, model.renderer, "val", model.frame_encoder) if cfg.data.val else None
+        check_frames(self.train_set, model, cfg.data.train)
+        if len(self.train_set) < self.world:
+            raise ConfigError(f"data.train: {len(self.train_set)} conversations cannot feed {self.world} processes")
+        self.pad_id = model.token_ids.pad_id
+        self.steps_per_epoch = math.ceil(len(self._batches(self.train_set, epoch=0)) / cfg.optim.grad_accum)
+        self.total_steps = cfg.optim.max_steps or cfg.optim.epochs * self.steps_per_epoch
+
+    def _load_trainer_state(self, path: Path) -> None:
+        state = load_trainer_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"][self.rank] if self.rank < len(state["rng"]) else state["rng"][0])
+        self.step = int(state["step"])
+        if self.main:
+            print(f"resuming from {path} at step {self.step}")
+
+    def _start_output(self) -> None:
+        """Rank 0 writes ``train_config.json`` and starts ``metrics.jsonl`` afresh unless resuming."""
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_json(self.cfg, self.out / "train_config.json")
+            if self.resume_from is None and (self.out / "metrics.jsonl").exists():
+                (self.out / "metrics.jsonl").unlink()
+            trained = sum(p.numel() for p in self.unwrapped.parameters() if p.requires_grad)
+            print(f"training {trained:,} parameters on {len(self.train_set)} conversations x {self.world} "
+                  f"process(es): {self.total_steps} steps ({self.cfg.data.method})")
+        self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------ data order
+    def _batches(self, dataset: Dataset, epoch: int) -> list[list[int]]:
+        """This process's micro-batches (sample indices) of ``epoch``."""
+        return epoch_batches(len(dataset), self.cfg.optim.batch_size, epoch, self.cfg.seed, self.rank, self.world)
+
+    def _loader(self, dataset: Dataset, batches: list[list[int]]) -> Iterator[Batch]:
+        return iter(DataLoader(dataset, batch_sampler=batches, num_workers=self.cfg.data.num_workers,
+                               collate_fn=partial(collate, pad_id=self.pad_id)))
+
+    def _step_batches(self, step: int) -> list[list[int]]:
+        """The ``grad_accum`` micro-batches of optimizer step ``step`` (0-based)."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        accum = self.cfg.optim.grad_accum
+        return self._batches(self.train_set, epoch)[index * accum : (index + 1) * accum]
+
+    # ------------------------------------------------------------------ one micro-batch
+    def _loss(self, batch: Batch) -> StreamVLMOutput:
+        """Forward + loss (:meth:`StreamVLM.loss` with ``config.loss``) of a micro-batch:
+        ``input_ids``, ``labels [B, L]``; frames ``[N, T, D_vision]`` or pixels ``[N, 3, S, S]``."""
+        batch = batch.to(self.accelerator.device)
+        frames = {"pixel_values" if self.raw_frames else "frame_tokens": batch.frames}
+        with self.accelerator.autocast():
+            return self.model(batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels,
+                              loss_options=self.cfg.loss, **frames)
+
+    def train_step(self, batch: Batch, sync: bool = True) -> dict[str, float]:
+        """Forward, loss and backward of one micro-batch; gradients are all-reduced only when
+        ``sync`` (the last micro-batch of a step). Returns its loss parts, tokens and samples."""
+        with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
+            out = self._loss(batch)
+            self.accelerator.backward(out.loss)
+        return {"loss": out.loss.item(), "lm_loss": out.lm_loss.item(), "stream_loss": out.stream_loss.item(),
+                "tokens": int(batch.attention_mask.sum()), "samples": len(batch.keys)}
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> Path:
+        """Run the optimizer steps left; save the final checkpoint; return the output folder."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.main, desc="train", dynamic_ncols=True)
+        window = _Window()
+        try:
+            with StopRequest() as stop:
+                while self.step < self.total_steps:
+                    chunk = self._step_batches(self.step)
+                    micro = [self.train_step(batch, sync=i == len(chunk) - 1)
+                             for i, batch in enumerate(self._loader(self.train_set, chunk))]
+                    grad_norm = self._optimizer_step(micro)  # raises TrainingDiverged on every process
+                    bar.update(1)
+                    for m in micro:
+                        window.add(m)
+                    if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                        record = self._window_record(window, grad_norm)
+                        self._log(record, bar)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}")
+                        window = _Window()
+                    end_of_epoch = self.step % self.steps_per_epoch == 0
+                    eval_due = bool(cfg.eval_every) and self.step % cfg.eval_every == 0
+                    if self.val_set is not None and (eval_due or end_of_epoch):
+                        self._log({"step": self.step, **self.evaluate()}, bar)
+                    if cfg.save_every and self.step % cfg.save_every == 0 and self.step < self.total_steps:
+                        self.save_checkpoint(self.step)
+                    if self._any_process(stop.requested):
+                        path = self.save_checkpoint(self.step)
+                        bar.close()
+                        if self.main:
+                            print(f"interrupted: saved {path}; continue with resume=true")
+                        raise KeyboardInterrupt
+        except BaseException:
+            bar.close()
+            self._let_gloo_finish()
+            raise
+        bar.close()
+        path = self.save_checkpoint(self.step)
+        if self.main:
+            print(f"done: {path}")
+        self.accelerator.end_training()
+        self._let_gloo_finish()
+        return self.out
+
+    def _optimizer_step(self, micro: list[dict[str, float]]) -> float | None:
+        """Measure (and clip, if ``optim.max_grad_norm``) the gradient norm, stop if the step
+        diverged, then update the weights and the learning rate. Returns the gradient norm."""
+        max_norm = self.cfg.optim.max_grad_norm or math.inf  # inf: measured, not clipped
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = None if grad_norm is None else float(grad_norm)  # None: DeepSpeed without a norm
+        self._check_finite(micro, grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return grad_norm
+
+    def _check_finite(self, micro: list[dict[str, float]], grad_norm: float | None) -> None:
+        """Raise :class:`TrainingDiverged` on every process when any process saw a NaN/inf
+        micro-batch loss or gradient norm. Under fp16 an inf gradient is not divergence (loss
+        scaling, AMP's or DeepSpeed's, skips that step), so only the losses count there."""
+        grad_bad = grad_norm is not None and self.cfg.precision != "fp16" and not math.isfinite(grad_norm)
+        loss_bad = not all(math.isfinite(m[k]) for m in micro for k in LOSS_PARTS)
+        sums = [float(loss_bad or grad_bad), len(micro)] + [sum(m[k] for m in micro) for k in LOSS_PARTS]
+        sums = self.accelerator.reduce(torch.tensor(sums, dtype=torch.float64, device=self.accelerator.device), "sum")
+        if sums[0].item() == 0:
+            return
+        parts = ", ".join(f"{k}={(sums[2 + i] / sums[1]).item():.4g}" for i, k in enumerate(LOSS_PARTS))
+        norm = "" if grad_norm is None else f", grad_norm={grad_norm:.4g}"
+        raise TrainingDiverged(
+            f"training diverged at step {self.step + 1}: a loss or the gradient norm is not finite ({parts}{norm}; "
+            f"means over the step's micro-batches); nothing was saved for this step; "
+            f"try a lower optim.lr (now {self.cfg.optim.lr:g})")
+
+    def _any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any process (a collective: every process must call it)."""
+        return self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), "sum").item() > 0
+
+    # ------------------------------------------------------------------ logging, validation, checkpoints
+    def _window_record(self, window: _Window, grad_norm: float | None) -> dict:
+        """The log line of ``window``, summed over processes (losses: mean per micro-batch)."""
+        sums = self.accelerator.reduce(
+            torch.tensor([window.loss, window.lm_loss, window.stream_loss, window.tokens, window.samples, window.micro],
+                         dtype=torch.float64, device=self.accelerator.device), "sum").tolist()
+        loss, lm_loss, stream_loss, tokens, samples, micro = sums
+        record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "loss": loss / micro,
+                  "lm_loss": lm_loss / micro, "stream_loss": stream_loss / micro, "lr": self.scheduler.get_last_lr()[0],
+                  "tokens_per_s": tokens / max(time.perf_counter() - window.since, 1e-9), "conversations": int(samples)}
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        return record
+
+    def _log(self, record: dict, bar) -> None:
+        """Rank 0: append ``record`` to ``metrics.jsonl`` and print it above the progress bar."""
+        if self.main:
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean validation loss parts over ``data.val`` (all processes)."""
+        self.model.eval()
+        sums = torch.zeros(3, device=self.accelerator.device)  # [loss, lm_loss, stream_loss]
+        batches = self._batches(self.val_set, epoch=0)
+        for batch in self._loader(self.val_set, batches):
+            out = self._loss(batch)
+            sums += torch.stack([out.loss.detach().float(), out.lm_loss.float(), out.stream_loss.float()])
+        sums = self.accelerator.reduce(sums, "sum") / max(len(batches) * self.world, 1)
+        self.model.train()
+        return {"val_loss": sums[0].item(), "val_lm_loss": sums[1].item(), "val_stream_loss": sums[2].item()}
+
+    def save_checkpoint(self, step: int) -> Path:
+        """``OUTPUT_DIR/checkpoint-NNNNNN``: the model, ``train_config.json`` and the trainer
+        state (optimizer, scheduler, step, every rank's RNG). Rank 0 writes; all ranks wait."""
+        from accelerate.utils import gather_object
+
+        path = checkpoint_dir(self.out, step)
+        rngs = gather_object([rng_state()])  # one entry per rank
+        if self.main:
+            save_pretrained(self.unwrapped, path, full=self.unwrapped.config.llm_name_or_path is None)
+            save_json(self.cfg, path / "train_config.json")
+            save_trainer_state(path, {"step": step, "optimizer": self.optimizer.state_dict(),
+                                      "scheduler": self.scheduler.state_dict(), "rng": list(rngs)})
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _let_gloo_finish(self) -> None:
+        if self.world > 1:
+            # gloo's worker thread frees the last collectives' tensors after they complete, which needs
+            # the GIL. If the process group is destroyed first (when the DDP wrapper is garbage-collected
+            # on return), the main thread holds the GIL while joining that thread: a deadlock that left
+            # one rank hanging after "done". Sleeping releases the GIL so the worker finishes first.
+            time.sleep(0.2)
+
+
 def train(config: TrainConfig) -> Path:
     """Train as ``config`` says; return the output folder (checkpoints + ``metrics.jsonl``).
 
@@ -179,201 +466,17 @@ def train(config: TrainConfig) -> Path:
     from accelerate.state import AcceleratorState
 
     try:
-        return _train(config)
+        return _run(config)
     finally:
         AcceleratorState._reset_state()  # accelerate keeps one state per process otherwise
 
 
-def _train(config: TrainConfig) -> Path:
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import gather_object
-    from tqdm.auto import tqdm
-
-    cfg = config
-    cfg.validate()
-    out = Path(cfg.output_dir)
-
-    # 1. Data records and the checkpoint to resume from (errors here cost no model loading).
-    records = read_records(cfg.data)
-    resume_from = None
-    if cfg.resume is not False:
-        resume_from = latest_checkpoint(out) if cfg.resume is True else Path(cfg.resume)
-        if cfg.resume is not True and not (resume_from / "trainer_state.pt").is_file():
-            raise ConfigError(f"resume: {cfg.resume} is not a training checkpoint (no trainer_state.pt)")
-
-    # 2. Processes, precision, DeepSpeed.
-    if cfg.precision == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
-    plugin = None
-    if cfg.deepspeed is not None:
-        from accelerate import DeepSpeedPlugin
-
-        from .deepspeed import fill_deepspeed_config, read_deepspeed_config
-
-        plugin = DeepSpeedPlugin(hf_ds_config=fill_deepspeed_config(read_deepspeed_config(cfg.deepspeed), cfg))
-    accelerator = Accelerator(
-        mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
-        gradient_accumulation_steps=cfg.optim.grad_accum,
-        deepspeed_plugin=plugin,
-        cpu=not torch.cuda.is_available(),  # CPU-only: torchrun / accelerate launch give gloo data parallel
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.model.train_vision)],
-    )
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    torch.manual_seed(cfg.seed + rank)
-
-    # 3. Model, tokenizer and datasets.
-    model = build_model(cfg, records, resume_from)
-    raw_frames = cfg.data.videos is not None
-    train_set = build_dataset(cfg.data, model.renderer, "train", model.frame_encoder)
-    val_set = build_dataset(cfg.data, model.renderer, "val", model.frame_encoder) if cfg.data.val else None
-    check_frames(train_set, model, cfg.data.train)
-    if len(train_set) < world:
-        raise ConfigError(f"data.train: {len(train_set)} conversations cannot feed {world} processes")
-    pad_id, frame_id = model.token_ids.pad_id, model.token_ids.frame_id
-
-    def loader(dataset: Dataset, batches: list[list[int]]) -> Iterator[Batch]:
-        return iter(DataLoader(dataset, batch_sampler=batches, num_workers=cfg.data.num_workers,
-                               collate_fn=lambda samples: collate(samples, pad_id)))
-
-    micro_per_epoch = len(epoch_batches(len(train_set), cfg.optim.batch_size, 0, cfg.seed, rank, world))
-    steps_per_epoch = math.ceil(micro_per_epoch / cfg.optim.grad_accum)
-    total_steps = cfg.optim.max_steps or cfg.optim.epochs * steps_per_epoch
-
-    # 4. Optimizer, schedule, accelerate wrapping, resumed state.
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped: StreamVLM = accelerator.unwrap_model(model)
-    step = 0
-    if resume_from is not None:
-        state = load_trainer_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-        step = int(state["step"])
-        if main:
-            print(f"resuming from {resume_from} at step {step}")
-
-    # 5. Helpers: one forward + loss, checkpointing, validation, logging.
-    def forward(batch: Batch):
-        batch = batch.to(accelerator.device)
-        frames = {"pixel_values" if raw_frames else "frame_tokens": batch.frames}
-        with accelerator.autocast():
-            logits = model(batch.input_ids, attention_mask=batch.attention_mask, **frames).logits
-        stream_mask = batch.input_ids == frame_id
-        parts = streaming_loss(logits, batch.labels, stream_mask, tau=cfg.loss.tau, kind=cfg.loss.kind,
-                               focal_gamma=cfg.loss.focal_gamma, ohem_keep=cfg.loss.ohem_keep)
-        return parts, int(batch.attention_mask.sum())
-
-    def save_checkpoint(at: int) -> Path:
-        path = checkpoint_dir(out, at)
-        rngs = gather_object([rng_state()])  # one entry per rank
-        if main:
-            unwrapped.save_pretrained(str(path), full=unwrapped.config.llm_name_or_path is None)
-            save_json(cfg, path / "train_config.json")
-            save_trainer_state(path, {"step": at, "optimizer": optimizer.state_dict(),
-                                      "scheduler": scheduler.state_dict(), "rng": list(rngs)})
-        accelerator.wait_for_everyone()
-        return path
-
-    @torch.no_grad()
-    def evaluate(epoch: int) -> dict[str, float]:
-        model.eval()
-        sums = torch.zeros(3, device=accelerator.device)  # [loss, lm_loss, stream_loss]
-        batches = epoch_batches(len(val_set), cfg.optim.batch_size, 0, cfg.seed, rank, world)
-        for batch in loader(val_set, batches):
-            parts, _ = forward(batch)
-            sums += torch.stack([parts.loss.detach().float(), parts.lm_loss.float(), parts.stream_loss.float()])
-        sums = accelerator.reduce(sums, "sum") / max(len(batches) * world, 1)
-        model.train()
-        return {"val_loss": sums[0].item(), "val_lm_loss": sums[1].item(), "val_stream_loss": sums[2].item()}
-
-    def log(record: dict) -> None:
-        if main:
-            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_json(cfg, out / "train_config.json")
-        if resume_from is None and (out / "metrics.jsonl").exists():
-            (out / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
-        print(f"training {sum(p.numel() for p in unwrapped.parameters() if p.requires_grad):,} parameters on "
-              f"{len(train_set)} conversations x {world} process(es): {total_steps} steps ({cfg.data.method})")
-    accelerator.wait_for_everyone()
-
-    # 6. The loop: one optimizer step = grad_accum micro-batches (gradients synced on the last).
-    bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
-    stop = StopRequest()
-    window = {"loss": 0.0, "lm_loss": 0.0, "stream_loss": 0.0, "tokens": 0, "samples": 0, "micro": 0,
-              "since": time.perf_counter()}
-    with stop:
-        while step < total_steps:
-            epoch, index = divmod(step, steps_per_epoch)
-            batches = epoch_batches(len(train_set), cfg.optim.batch_size, epoch, cfg.seed, rank, world)
-            chunk = batches[index * cfg.optim.grad_accum : (index + 1) * cfg.optim.grad_accum]
-            for i, batch in enumerate(loader(train_set, chunk)):
-                sync = i == len(chunk) - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                    parts, tokens = forward(batch)
-                    accelerator.backward(parts.loss)
-                window["loss"] += parts.loss.item()
-                window["lm_loss"] += parts.lm_loss.item()
-                window["stream_loss"] += parts.stream_loss.item()
-                window["tokens"] += tokens
-                window["samples"] += len(batch.keys)
-                window["micro"] += 1
-            grad_norm = None
-            if cfg.optim.max_grad_norm is not None:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-
-            if step % cfg.log_every == 0 or step == total_steps:
-                sums = accelerator.reduce(torch.tensor([window["loss"], window["lm_loss"], window["stream_loss"],
-                                                        window["tokens"], window["samples"], window["micro"]],
-                                                       dtype=torch.float64, device=accelerator.device), "sum")
-                elapsed = time.perf_counter() - window["since"]
-                record = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                          "loss": sums[0].item() / sums[5].item(), "lm_loss": sums[1].item() / sums[5].item(),
-                          "stream_loss": sums[2].item() / sums[5].item(), "lr": scheduler.get_last_lr()[0],
-                          "tokens_per_s": sums[3].item() / max(elapsed, 1e-9), "conversations": int(sums[4].item())}
-                if grad_norm is not None:
-                    record["grad_norm"] = float(grad_norm)
-                log(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-                window = {"loss": 0.0, "lm_loss": 0.0, "stream_loss": 0.0, "tokens": 0, "samples": 0, "micro": 0,
-                          "since": time.perf_counter()}
-            end_of_epoch = step % steps_per_epoch == 0
-            if val_set is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or end_of_epoch):
-                log({"step": step, **evaluate(epoch)})
-            if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
-                save_checkpoint(step)
-            requested = torch.tensor(float(stop.requested), device=accelerator.device)
-            if accelerator.reduce(requested, "sum").item() > 0:
-                path = save_checkpoint(step)
-                bar.close()
-                if main:
-                    print(f"interrupted: saved {path}; continue with resume=true")
-                raise KeyboardInterrupt
-    bar.close()
-    path = save_checkpoint(step)
-    if main:
-        print(f"done: {path}")
-    accelerator.end_training()
-    if world > 1:
-        # gloo's worker thread frees the last collectives' tensors after they complete, which needs
-        # the GIL. If the process group is destroyed first (when the DDP wrapper is garbage-collected
-        # on return), the main thread holds the GIL while joining that thread: a deadlock that left
-        # one rank hanging after "done". Sleeping releases the GIL so the worker finishes first.
-        time.sleep(0.2)
-    return out
+def _run(config: TrainConfig) -> Path:
+    recipe = TrainingRecipe(config)
+    recipe.setup()
+    return recipe.train()
 
 
 def config_summary(cfg: TrainConfig) -> str:
     """The resolved config as indented JSON (printed by ``streamvlm train --print-config``)."""
-    return json.dumps(to_dict(cfg), indent=2)
+    return dumps(cfg)

@@ -5,7 +5,9 @@ world needs its own pretraining, or the language model has to discover colours a
 through the sparse signal of a few reply words. Here the tower learns to tell, from one frame,
 the object in the hand, the action under way, the object it acts on and its target (the
 world's ground truth, :mod:`streamvlm.data.synth.labels`), through linear heads on exactly the
-frame tokens the language model will see (pooled token + pooled grid, ``[N, T, D]``).
+frame tokens the language model will see (pooled token + pooled grid, ``[N, T, D]``). The
+optimizer and schedule are the training recipe's (:mod:`streamvlm.train.optim`: AdamW without
+decay on biases and norms, linear warmup from 0, cosine decay to 0), with gradients clipped to 1.
 
 The result is a frame-encoder folder (:func:`streamvlm.frame_encoder.save_frame_encoder`) that
 ``streamvlm encode --model`` reads and that a training config names with
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +32,8 @@ from ..data.synth.spec import SynthWorld
 from ..errors import DataError
 from ..frame_encoder import FrameEncoder, save_frame_encoder
 from ..video import open_source
-
-
-@dataclass
-class TowerPretrainOptions:
-    """How the tower is pretrained. The defaults are the embedded default model's."""
-
-    fps: float = 2.0
-    """Frames per second sampled from each video (the language model's frame rate)."""
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    seed: int = 0
-
-
-def frozen_tower_overrides(tower: str | Path, features: str | Path) -> list[str]:
-    """``streamvlm train`` overrides that train over ``features`` extracted with the pretrained
-    frame encoder ``tower``, kept frozen (and saved inside the trained model)."""
-    return ["data.videos=null", f"data.features={features}", f"model.config.vision.name_or_path={tower}",
-            "model.config.vision.tower_config=null", "model.train_vision=false"]
+from .config import TowerPretrainOptions
+from .optim import make_optimizer, make_scheduler
 
 
 def load_world_frames(world_dir: str | Path, fps: float, image_size: int, *,
@@ -123,12 +106,9 @@ def pretrain_tower(vision: VisionConfig, train_world: str | Path, out_dir: str |
     heads = LabelHeads(encoder.tokens_per_frame, encoder.hidden_size)
     images, labels = load_world_frames(train_world, opt.fps, encoder.image_size, progress=progress)
     params = [p for m in (encoder, heads) for p in m.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    steps_per_epoch = math.ceil(len(images) / opt.batch_size)
-    total = steps_per_epoch * opt.epochs
-    warmup = max(1, int(total * opt.warmup_ratio))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
+    total = math.ceil(len(images) / opt.batch_size) * opt.epochs
+    optimizer = make_optimizer(params, opt.lr, opt.weight_decay)  # the training recipe's AdamW and schedule
+    schedule = make_scheduler(optimizer, opt.warmup_ratio, total, "cosine")
     generator = torch.Generator().manual_seed(opt.seed)
     encoder.train()
     start, running, first = time.monotonic(), None, None
@@ -149,8 +129,8 @@ def pretrain_tower(vision: VisionConfig, train_world: str | Path, out_dir: str |
             bar.set_postfix(loss=f"{running:.3f}")
             bar.update()
     bar.close()
-    report: dict = {"options": asdict(opt), "frames": len(images), "steps": total, "first_loss": first, "final_loss": running,
-                    "minutes": round((time.monotonic() - start) / 60, 2)}
+    report: dict = {"options": asdict(opt), "frames": len(images), "steps": total, "first_loss": first,
+                    "final_loss": running, "minutes": round((time.monotonic() - start) / 60, 2)}
     if heldout_world is not None:
         h_images, h_labels = load_world_frames(heldout_world, opt.fps, encoder.image_size, progress=progress)
         report["heldout_accuracy"] = label_accuracy(encoder, heads, h_images, h_labels)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from streamvlm.conversation import Turn, validate_turns
 from streamvlm.data.augment import CORRECTION_PREFIX, AugmentOptions, insert_wrong_reply
 from streamvlm.data.convert import benchmarks as bm
 from streamvlm.data.formats import read_coin, read_lta
 from streamvlm.data.jsonl import ConversationRecord
-from streamvlm.conversation import Turn, validate_turns
 
 COIN_JSON = {"database": {"yt": {
     "duration": 30.0, "class": "MakeTea", "subset": "testing", "recipe_type": 7, "start": 1.0, "end": 9.0,
@@ -25,7 +25,8 @@ def test_coin_samples_golden(tmp_path):
     videos = read_coin(path)
     labels = bm.coin_label_spaces(videos)
     assert labels == {"coin_steps": ["Add tea bag.", "Boil water.", "Pour water."], "coin_tasks": ["Make tea."]}
-    records = {r.id: r.to_dict() for r in bm.coin_benchmarks(videos, labels, options=bm.BenchmarkOptions(system_prompt="S"))}
+    records = {r.id: r.to_dict()
+               for r in bm.coin_benchmarks(videos, labels, options=bm.BenchmarkOptions(system_prompt="S"))}
     assert sorted(records) == sorted(["yt/coin_task", "yt/coin_step/0", "yt/coin_step/1", "yt/coin_step/2",
                                       "yt/coin_next/0", "yt/coin_next/1", "yt/coin_procedure/0", "yt/coin_procedure/1",
                                       "yt/coin_procedure_goal/0", "yt/coin_procedure_goal/1"])
@@ -43,12 +44,15 @@ def test_coin_samples_golden(tmp_path):
     step = records["yt/coin_step/1"]
     assert step["start"] == 2.5 and step["conversation"][2]["num_frames"] == 4  # frames 5..8 = 2.5 s .. 4.0 s
     assert step["meta"]["labels"] == [2] and step["conversation"][3]["content"] == "Pour water."
-    assert records["yt/coin_task"]["conversation"][2]["num_frames"] == 17 and records["yt/coin_task"]["meta"]["labels"] == [0]
-    assert records["yt/coin_procedure/1"]["conversation"][1]["content"] == f"What is the next action for the video? {CONCISE}"
+    assert records["yt/coin_task"]["conversation"][2]["num_frames"] == 17
+    assert records["yt/coin_task"]["meta"]["labels"] == [0]
+    assert records["yt/coin_procedure/1"]["conversation"][1]["content"] == \
+        f"What is the next action for the video? {CONCISE}"
 
 
 def test_lta_samples_golden(tmp_path):
-    clips = [{"clip_uid": "c", "video_uid": "v", "action_idx": i, "verb": "put_(place,_leave,_drop)" if i % 2 else "take",
+    clips = [{"clip_uid": "c", "video_uid": "v", "action_idx": i,
+              "verb": "put_(place,_leave,_drop)" if i % 2 else "take",
               "noun": "nut_(food)", "verb_label": i % 2, "noun_label": 5, "action_clip_start_sec": float(i),
               "action_clip_end_sec": i + 0.5, "clip_parent_start_sec": 10.0} for i in reversed(range(5))]
     path = tmp_path / "fho_lta_val.json"

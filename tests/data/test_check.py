@@ -72,8 +72,9 @@ def test_each_bad_line_is_named(root, capsys):
         (5, "field 'version': unsupported version 2"), (6, "field 'video': must not contain '..'"),
         (7, "field 'video': must be a path relative to the data root"),
         (8, "field 'video': 'link.mp4' resolves outside the data root"),
-        (9, "field 'video': no such file under"), (10, "field 'conversation': turn 2 ('user'): field 'time' goes backwards"),
-        (11, "field 'conversation': turn 0: unknown role 'narrator'"), (12, "field 'start': must be a finite number"),
+        (9, "field 'video': no such file under"),
+        (10, "field 'conversation': turn 2 ('user'): field 'time' goes backwards"),
+        (11, "field 'conversation': turn 0: unknown role 'narrator'"), (12, "refused JSON at line 1 column"),
         (13, "field 'id': missing"), (14, "field 'extra': unknown field"), (15, "not valid UTF-8"),
     ]
     for (number, text), got in zip(expected, errors):
@@ -82,16 +83,17 @@ def test_each_bad_line_is_named(root, capsys):
 
 def test_features_must_cover_the_frames(root, capsys):
     features = root / "features"
+    features.mkdir()
     path = root / "f.jsonl"
     path.write_text(line() + "\n")
     code, _, err = run_check(capsys, path, "--features", features)
     assert code == 2 and f"{path}:1: field 'video': features:" in err and "feature file missing" in err
     write_features(features / "sub" / "a.mp4.safetensors", torch.zeros(3, 10, 4), 2.0, "sub/a.mp4")
     code, _, err = run_check(capsys, path, "--features", features)
-    assert code == 2 and "needs frames 1..3 but the features hold 3" in err
+    assert code == 2 and f"{path}:1: field 'conversation': features: needs frames 1..3 but the file holds 3" in err
     write_features(features / "sub" / "a.mp4.safetensors", torch.zeros(4, 10, 4), 1.0, "sub/a.mp4")
     code, _, err = run_check(capsys, path, "--features", features)
-    assert code == 2 and "field 'fps': 2.0 but the features are at 1.0 fps" in err
+    assert code == 2 and "field 'fps': features: features are at 1.0 fps, the conversation at 2.0 fps" in err
     write_features(features / "sub" / "a.mp4.safetensors", torch.zeros(4, 10, 4), 2.0, "sub/a.mp4")
     assert run_check(capsys, path, "--features", features)[:2] == (0, "OK: 1 conversations, 3 frames\n")
     (features / "sub" / "a.mp4.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
@@ -117,5 +119,6 @@ def test_convert_cli_writes_checkable_jsonl(root, capsys):
     assert code == 0 and stdout.startswith("OK: 1 conversations, ")
     bad = root / "broken.json"
     bad.write_text('{"videos": [{"video_uid": "a", "start_time": NaN')
-    assert main(["data", "convert", "livechat", str(bad), "--videos-root", str(root / "videos"), "--out", str(out)]) == 2
-    assert "invalid JSON" in capsys.readouterr().err
+    assert main(["data", "convert", "livechat", str(bad), "--videos-root", str(root / "videos"),
+                 "--out", str(out)]) == 2
+    assert "refused JSON at line 1 column 46: NaN is not a JSON number" in capsys.readouterr().err

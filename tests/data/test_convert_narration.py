@@ -11,15 +11,21 @@ from streamvlm.data.formats import read_narration
 NARRATION_JSON = {
     "vid_a": {
         "narration_pass_1": {"narrations": [
-            {"timestamp_sec": 3.1, "timestamp_frame": 93, "narration_text": "#O man X opens the door.", "annotation_uid": "a3"},
-            {"timestamp_sec": 1.2, "timestamp_frame": 36, "narration_text": "#C C picks up the knife", "annotation_uid": "a1"},
-            {"timestamp_sec": 1.4, "timestamp_frame": 42, "narration_text": "#C C picks up the knife", "annotation_uid": "a2"},
-            {"timestamp_sec": 1.3, "timestamp_frame": 39, "narration_text": "#C C looks at the board", "annotation_uid": "a4"},
+            {"timestamp_sec": 3.1, "timestamp_frame": 93, "narration_text": "#O man X opens the door.",
+             "annotation_uid": "a3"},
+            {"timestamp_sec": 1.2, "timestamp_frame": 36, "narration_text": "#C C picks up the knife",
+             "annotation_uid": "a1"},
+            {"timestamp_sec": 1.4, "timestamp_frame": 42, "narration_text": "#C C picks up the knife",
+             "annotation_uid": "a2"},
+            {"timestamp_sec": 1.3, "timestamp_frame": 39, "narration_text": "#C C looks at the board",
+             "annotation_uid": "a4"},
             {"timestamp_sec": 4.0, "timestamp_frame": 120, "narration_text": "#unsure", "annotation_uid": "a5"},
-            {"timestamp_sec": 301.0, "timestamp_frame": 9030, "narration_text": "#C C cuts the onion", "annotation_uid": "a6"},
+            {"timestamp_sec": 301.0, "timestamp_frame": 9030, "narration_text": "#C C cuts the onion",
+             "annotation_uid": "a6"},
         ], "summaries": [{"start_sec": 0.0, "end_sec": 300.0, "summary_text": "C cooks"}]},
         "narration_pass_2": {"narrations": [
-            {"timestamp_sec": 0.0, "timestamp_frame": 0, "narration_text": "#c c walks #Unsure", "annotation_uid": "a7"},
+            {"timestamp_sec": 0.0, "timestamp_frame": 0, "narration_text": "#c c walks #Unsure",
+             "annotation_uid": "a7"},
         ]},
     },
     "vid_b": {"narration_pass_1": {"narrations": [
@@ -105,5 +111,6 @@ def test_seeded_instruction_from_the_library(tmp_path):
     first = [r.conversation[2].content for r in convert_narration(videos, NarrationOptions(seed=1))]
     again = [r.conversation[2].content for r in convert_narration(videos, NarrationOptions(seed=1))]
     assert first == again and set(first) <= set(NARRATION_INSTRUCTIONS)
-    others = [[r.conversation[2].content for r in convert_narration(videos, NarrationOptions(seed=s))] for s in range(2, 6)]
+    others = [[r.conversation[2].content for r in convert_narration(videos, NarrationOptions(seed=s))]
+              for s in range(2, 6)]
     assert any(o != first for o in others)

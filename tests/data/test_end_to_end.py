@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from streamvlm.checkpoint import save_pretrained
 from streamvlm.collate import Sample
 from streamvlm.conversation import IGNORE_INDEX
 from streamvlm.data.dataset import RawFrameDataset, StreamingDataset, make_collator
@@ -45,13 +46,14 @@ def world(tmp_path_factory):
     (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(200))
     torch.manual_seed(0)
     model = StreamVLM.from_config(tiny_config(), train_tokenizer()).eval()
-    model.save_pretrained(str(root / "model"))
+    save_pretrained(model, root / "model")
     return root, model
 
 
 def test_shards_cover_every_video_once(world, tmp_path):
     root, model = world
-    reports = [encode_folder(model.frame_encoder, root / "videos", tmp_path, fps=2.0, rank=r, world_size=2, progress=False)
+    reports = [encode_folder(model.frame_encoder, root / "videos", tmp_path, fps=2.0, rank=r, world_size=2,
+                             progress=False)
                for r in range(2)]
     encoded = sorted(v for rep in reports for v in rep.encoded)
     assert encoded == ["a.mp4", "b.mp4", "deep/c.mp4"] and len(set(encoded)) == 3
@@ -66,7 +68,8 @@ def test_encode_two_ranks_each_video_once_and_resumable(world):
     env = {**os.environ, "WORLD_SIZE": "2", "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "streamvlm.cli", "encode", str(root / "videos"), "--model", str(root / "model"),
            "--out", str(out), "--fps", "2", "--device", "cpu"]
-    procs = [subprocess.Popen(cmd, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(cmd, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
              for r in range(2)]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     assert all(code == 0 for _, _, code in results), results

@@ -17,7 +17,8 @@ GOALSTEP = {"videos": [{"video_uid": "g", "start_time": 0.0, "end_time": 9.0, "g
                             {"start_time": 4.0, "end_time": 8.0, "step_category": "s", "step_description": "pour water",
                              "segments": [{"start_time": 4.0, "end_time": 5.0, "step_category": "x",
                                            "step_description": "lift kettle"}]},
-                            {"start_time": 0.5, "end_time": 3.0, "step_category": "s", "step_description": "boil water"}]}]}
+                            {"start_time": 0.5, "end_time": 3.0, "step_category": "s",
+                             "step_description": "boil water"}]}]}
 COIN = {"database": {"yt1": {"duration": 20.0, "class": "MakeTea", "subset": "training", "recipe_type": 3,
                              "start": 1.0, "end": 12.0,
                              "annotation": [{"id": "1", "segment": [1.0, 4.0], "label": "boil water"}]}}}
@@ -57,24 +58,21 @@ def mutate(data, path, value):
     return data
 
 
-NAN = float("nan")
 CASES = [
-    (read_narration, NARRATION, ("vid", "narration_pass_1", "narrations", 0, "timestamp_sec"), NAN,
-     "vid/narration_pass_1/narrations[0]", "timestamp_sec", "finite"),
     (read_narration, NARRATION, ("vid", "narration_pass_1", "narrations", 1, "narration_text"), 5,
      "vid/narration_pass_1/narrations[1]", "narration_text", "expected str"),
     (read_narration, NARRATION, ("vid", "narration_pass_1", "narrations", 0, "timestamp_sec"), -1,
      "vid/narration_pass_1/narrations[0]", "timestamp_sec", ">= 0"),
     (read_goalstep, GOALSTEP, ("videos", 0, "segments", 1, "end_time"), 0.1,
      "videos[0] (g)/segments[1]", "end_time", "ends before it starts"),
-    (read_goalstep, GOALSTEP, ("videos", 0, "goal_description"), KeyError, "videos[0] (g)", "goal_description", "missing"),
+    (read_goalstep, GOALSTEP, ("videos", 0, "goal_description"), KeyError,
+     "videos[0] (g)", "goal_description", "missing"),
     (read_goalstep, GOALSTEP, ("videos", 0, "segments", 0, "segments", 0, "start_time"), "4",
      "videos[0] (g)/segments[0]/segments[0]", "start_time", "expected int or float"),
     (read_coin, COIN, ("database", "yt1", "annotation", 0, "segment"), [4.0, 1.0],
      "yt1/annotation[0]/segment", "end", "ends before it starts"),
     (read_coin, COIN, ("database", "yt1", "subset"), "train", "yt1", "subset", "expected one of"),
     (read_coin, COIN, ("database", "yt1", "duration"), True, "yt1", "duration", "expected int or float"),
-    (read_lta, LTA, ("clips", 0, "action_clip_end_sec"), NAN, "clips[0]", "action_clip_end_sec", "finite"),
     (read_lta, LTA, ("clips", 0, "verb_label"), 1.5, "clips[0]", "verb_label", "expected int"),
 ]
 
@@ -87,6 +85,25 @@ def test_malformed_fields_name_file_record_and_field(tmp_path, reader, data, pat
     err = info.value
     assert (err.file, err.record, err.field) == (str(file), record, field)
     assert message in str(err) and str(file) in str(err)
+
+
+@pytest.mark.parametrize("reader, data, path", [
+    (read_narration, NARRATION, ("vid", "narration_pass_1", "narrations", 0, "timestamp_sec")),
+    (read_lta, LTA, ("clips", 0, "action_clip_end_sec")),
+])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**40])
+def test_non_finite_and_huge_numbers_are_refused_with_their_position(tmp_path, reader, data, path, value):
+    file = write(tmp_path, mutate(data, path, value))
+    with pytest.raises(DataError, match=r"refused JSON at line \d+ column \d+: ") as info:
+        reader(file)
+    assert info.value.file == str(file)
+
+
+def test_deep_nesting_is_refused_without_recursion_errors(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"videos": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(DataError, match="nested more than 64 levels"):
+        read_goalstep(deep)
 
 
 @pytest.mark.parametrize("reader", [read_narration, read_goalstep, read_coin, read_lta])

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from streamvlm.checkpoint import load_pretrained, save_pretrained
 from streamvlm.cli import main
 from streamvlm.conversation import IGNORE_INDEX
 from streamvlm.data.dataset import StreamingDataset, make_collator
@@ -26,10 +27,10 @@ def pipeline(tmp_path_factory):
     assert main(["data", "convert", "narration", str(ann), "--videos-root", str(world / "videos"),
                  "--refined", str(root / "refined.json"), "--out", str(root / "narr.jsonl")]) == 0
     torch.manual_seed(0)
-    StreamVLM.from_config(tiny_config(), train_tokenizer()).save_pretrained(ckpt)
+    save_pretrained(StreamVLM.from_config(tiny_config(), train_tokenizer()), ckpt)
     assert main(["encode", str(world / "videos"), "--model", str(ckpt), "--out", str(root / "features"),
                  "--fps", "2"]) == 0
-    return root, world, StreamVLM.from_pretrained(ckpt)
+    return root, world, load_pretrained(ckpt)
 
 
 def test_batch_labels_follow_the_annotations(pipeline):

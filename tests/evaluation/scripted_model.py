@@ -56,9 +56,9 @@ class ScriptedModel(nn.Module):
             row[token] = p
         return row.clamp(min=1e-12).log()
 
-    def forward(self, input_ids: Tensor, frame_tokens: Tensor | None = None, past_key_values=None,
+    def forward(self, input_ids: Tensor, frame_tokens: Tensor | None = None, cache=None,
                 use_cache: bool = False, **_) -> StreamVLMOutput:
-        cache = past_key_values if past_key_values is not None else DynamicCache()
+        cache = cache if cache is not None else DynamicCache()
         start = cache.get_seq_length()
         ids = input_ids[0].tolist()
         self.calls.append((start, ids))
@@ -74,7 +74,7 @@ class ScriptedModel(nn.Module):
             rows.append(self._row(self.text.get(start + i, {})))
         dummy = torch.zeros(1, 1, len(ids), 1)
         cache.update(dummy, dummy, 0)
-        return StreamVLMOutput(logits=torch.stack(rows)[None], past_key_values=cache if use_cache else None)
+        return StreamVLMOutput(logits=torch.stack(rows)[None], cache=cache if use_cache else None)
 
 
 def frame_ids(n: int, tokens_per_frame: int) -> Tensor:

@@ -8,8 +8,16 @@ import torch
 from streamvlm.conversation import Turn
 from streamvlm.evaluation import downstream
 from streamvlm.evaluation.downstream import (
-    DownstreamSample, answer_matches, edit_distance, evaluate_downstream, fit_length, generate_answers,
-    lta_edit_distance, parse_actions, procedure_matches, split_action,
+    DownstreamSample,
+    answer_matches,
+    edit_distance,
+    evaluate_downstream,
+    fit_length,
+    generate_answers,
+    lta_edit_distance,
+    parse_actions,
+    procedure_matches,
+    split_action,
 )
 
 from ..helpers import tiny_model

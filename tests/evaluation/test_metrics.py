@@ -7,8 +7,17 @@ import math
 import pytest
 
 from streamvlm.evaluation.metrics import (
-    FrameScore, TurnRecord, aggregate, correct_prefix, first_response, fluency_parts, frames_to_feed,
-    in_turn_diff, late_diff, perplexity, responds,
+    FrameScore,
+    TurnRecord,
+    aggregate,
+    correct_prefix,
+    first_response,
+    fluency_parts,
+    frames_to_feed,
+    in_turn_diff,
+    late_diff,
+    perplexity,
+    responds,
 )
 
 SILENT = FrameScore(0.9, True)

@@ -155,10 +155,10 @@ def test_feeding_after_the_cut_cache_equals_a_fresh_forward():
     piece = [ids.interval_id] + [ids.frame_id] * model.config.tokens_per_frame
     with torch.inference_mode():
         full = model(input_ids=torch.tensor([rendered.input_ids]), frame_tokens=frames, use_cache=True)
-        fed = _following_scores(model, full.past_key_values, cut, frames[2:4])
+        fed = _following_scores(model, full.cache, cut, frames[2:4])
         fresh = model(input_ids=torch.tensor([rendered.input_ids[:cut] + piece * 2]), frame_tokens=frames[:4])
         again = model(input_ids=torch.tensor([rendered.input_ids]), frame_tokens=frames)
     probs = fresh.logits[0, [cut + len(piece) - 1, cut + 2 * len(piece) - 1]].softmax(-1)[:, ids.silence_id]
     assert [s.p_interval for s in fed] == pytest.approx(probs.tolist(), abs=1e-5)
-    assert full.past_key_values.get_seq_length() == len(rendered.input_ids)  # the full cache is left intact
+    assert full.cache.get_seq_length() == len(rendered.input_ids)  # the full cache is left intact
     torch.testing.assert_close(full.logits, again.logits)

@@ -36,11 +36,11 @@ def test_evicted_cache_keys_match_a_fresh_forward_at_contiguous_positions(llm):
     embeds = torch.randn(1, 40, model.config.llm_hidden_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         cache = DynamicCache()
-        lm(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
+        lm(inputs_embeds=embeds, cache=cache, use_cache=True)
         evict_span(cache, start=5, count=17, rotary=rotary)
         kept = torch.cat([embeds[:, :5], embeds[:, 22:]], dim=1)
         fresh = DynamicCache()
-        lm(inputs_embeds=kept, past_key_values=fresh, use_cache=True)
+        lm(inputs_embeds=kept, cache=fresh, use_cache=True)
     assert cache.get_seq_length() == 23
     # layer 0 keys depend only on each token and its position: they must be those of the kept sequence
     torch.testing.assert_close(cache.layers[0].keys, fresh.layers[0].keys, atol=1e-5, rtol=1e-5)

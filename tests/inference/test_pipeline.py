@@ -80,9 +80,13 @@ def test_source_error_is_raised_after_the_decoded_frames():
     consumer = FakeConsumer()
     pipe = StreamPipeline(consumer, broken())
     seen = []
-    with pytest.raises(RuntimeError, match="stalled"):
+
+    def consume():
         for step in pipe:
             seen.append(step.index)
+
+    with pytest.raises(RuntimeError, match="stalled"):
+        consume()
     assert seen == [0, 1, 2]
 
 

@@ -58,7 +58,7 @@ def png_in_mov(path, png: bytes, width: int, height: int):
 
 
 _CHILD = """
-import resource, sys
+import sys
 from streamvlm.errors import VideoError
 from streamvlm.video import open_source
 try:
@@ -67,7 +67,8 @@ try:
     print("opened")
 except VideoError as error:
     print(error)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: the peak of this process's own memory (ru_maxrss would include the parent's at fork time)
+print([int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0] / 1024)
 """
 
 

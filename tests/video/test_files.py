@@ -9,8 +9,7 @@ import pytest
 from conftest import gray
 
 from streamvlm.errors import ConfigError, VideoError
-from streamvlm.video import Frame, open_source, probe
-from streamvlm.video import sources
+from streamvlm.video import Frame, open_source, probe, sources
 
 
 def read_all(path, **kwargs):

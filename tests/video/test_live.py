@@ -81,13 +81,17 @@ def test_pipe_that_stalls_mid_stream_times_out(tmp_path, make_video):
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     frames = []
+
+    def read_until_stalled():
+        with open_source(fifo, fps=5, read_timeout=0.7) as src:
+            assert src.kind == "file"
+            for frame in src:
+                frames.append(frame)
+
     start = time.monotonic()
     try:
         with pytest.raises(VideoError, match="stalled"):
-            with open_source(fifo, fps=5, read_timeout=0.7) as src:
-                assert src.kind == "file"
-                for frame in src:
-                    frames.append(frame)
+            read_until_stalled()
         assert time.monotonic() - start < 4.0
     finally:
         writer_done.set()

@@ -10,21 +10,28 @@ Off by default (``probability=0``); seeded per record.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Annotated
+
+from pydantic import Field
 
 from ..conversation import Turn
+from ..settings import Probability, settings
 from .jsonl import ConversationRecord
 
 CORRECTION_PREFIX = "(Sorry, the last response is wrong) "
 
 
-@dataclass
+@settings
 class AugmentOptions:
-    probability: float = 0.0
+    """Robustness augmentation: wrong assistant replies inserted into the history."""
+
+    probability: Probability = 0.0
     """Share of dialogues that get a wrong reply."""
-    correct_ratio: float = 0.5
+    correct_ratio: Probability = 0.5
     """Among those, share that learn a correction (the rest learn to ignore it)."""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    """Seed of the choices."""
 
 
 def _learn(count: int, num_frames: int) -> bool | int:
@@ -56,7 +63,8 @@ def insert_wrong_reply(record: ConversationRecord, options: AugmentOptions) -> C
     new = [
         Turn("stream", time=stream.time, num_frames=k, learn=_learn(min(learned, k - 1), k)),
         Turn("assistant", rng.choice(wrong_texts), time_k, learn=False),
-        Turn("stream", time=time_next, num_frames=stream.num_frames - k, learn=_learn(max(0, learned - k), stream.num_frames - k)),
+        Turn("stream", time=time_next, num_frames=stream.num_frames - k,
+             learn=_learn(max(0, learned - k), stream.num_frames - k)),
         replace(reply, content=CORRECTION_PREFIX + reply.content) if correct else reply,
     ]
     meta = {**record.meta, "augment": "wrong_reply_corrected" if correct else "wrong_reply_ignored"}

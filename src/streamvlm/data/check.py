@@ -6,15 +6,14 @@ error so that one run lists them all.
 
 from __future__ import annotations
 
-import json
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .features import FeatureInfo, feature_path, read_info
+from ..jsonfiles import loads
+from .features import FeatureStore
 from .jsonl import check_video_path, parse_record
-
-FPS_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -42,26 +41,18 @@ def check_file(path: str | Path, videos_root: str | Path | None = None,
     """Check every line of ``path`` (see ``docs/data-format.md``)."""
     file = str(path)
     report = CheckReport()
-    infos: dict[str, FeatureInfo | DataError] = {}
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        report.errors.append(f"{file}: cannot read: {exc.strerror or exc}")
-        return report
-    with handle:
+    store = FeatureStore(features_dir) if features_dir is not None else None
+    with ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open(path, "rb"))
+        except OSError as exc:  # only the open: an unreadable file is reported, not raised
+            report.errors.append(f"{file}: cannot read: {exc.strerror or exc}")
+            return report
         for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                report.errors.append(f"{_where(file, number, None)}not valid UTF-8 at byte {exc.start}")
-                continue
-            if not text.strip():
+            if not raw.strip():
                 continue
             try:
-                record = parse_record(json.loads(text), file, number)
-            except json.JSONDecodeError as exc:
-                report.errors.append(f"{_where(file, number, None)}invalid JSON (column {exc.colno}): {exc.msg}")
-                continue
+                record = parse_record(loads(raw, file=file, record=f"line {number}"), file, number)
             except DataError as exc:
                 report.errors.append(_where(file, number, exc.field) + _bare(exc))
                 continue
@@ -73,22 +64,14 @@ def check_file(path: str | Path, videos_root: str | Path | None = None,
                     report.errors.append(f"{_where(file, number, 'video')}{exc}")
                 else:
                     if not resolved.is_file():
-                        report.errors.append(f"{_where(file, number, 'video')}no such file under {videos_root}: {record.video}")
-            if features_dir is not None:
-                if record.video not in infos:
-                    try:
-                        infos[record.video] = read_info(feature_path(features_dir, record.video))
-                    except DataError as exc:
-                        infos[record.video] = exc
-                info = infos[record.video]
-                first, stop = record.frame_range()
-                if isinstance(info, DataError):
-                    report.errors.append(f"{_where(file, number, 'video')}features: {info}")
-                elif abs(info.fps - record.fps) > FPS_TOLERANCE:
-                    report.errors.append(f"{_where(file, number, 'fps')}{record.fps} but the features are at {info.fps} fps")
-                elif stop > info.num_frames:
-                    report.errors.append(f"{_where(file, number, 'conversation')}needs frames {first}..{stop - 1} "
-                                         f"but the features hold {info.num_frames}")
+                        report.errors.append(f"{_where(file, number, 'video')}"
+                                             f"no such file under {videos_root}: {record.video}")
+            if store is not None:
+                try:
+                    store.check(record)
+                except DataError as exc:
+                    field = {"num_frames": "conversation"}.get(exc.field or "", exc.field or "video")
+                    report.errors.append(f"{_where(file, number, field)}features: {_bare(exc)}")
             if len(report.errors) == errors_before:
                 report.conversations += 1
                 report.frames += record.num_frames

@@ -24,17 +24,17 @@ from ..conversation import ConversationRenderer
 from ..errors import DataError, UserError
 from ..frame_encoder import FrameEncoder
 from ..video import open_source
-from .features import feature_path, load_frames, read_info
+from .features import FeatureStore
 from .jsonl import ConversationRecord, check_video_path, read_jsonl
 
 log = logging.getLogger(__name__)
-FPS_TOLERANCE = 1e-6
 
 
 class _ConversationDataset(Dataset, ABC):
     """Shared part: records, rendering, skipping of bad samples (by moving to the next one)."""
 
-    def __init__(self, jsonl_path: str | Path, renderer: ConversationRenderer, *, max_frames: int | None = None) -> None:
+    def __init__(self, jsonl_path: str | Path, renderer: ConversationRenderer, *,
+                 max_frames: int | None = None) -> None:
         self.path = str(jsonl_path)
         self.records: list[ConversationRecord] = read_jsonl(jsonl_path)
         self.renderer = renderer
@@ -82,22 +82,12 @@ class StreamingDataset(_ConversationDataset):
                  *, max_frames: int | None = None) -> None:
         super().__init__(jsonl_path, renderer, max_frames=max_frames)
         self.features_dir = Path(features_dir)
+        self.store = FeatureStore(features_dir, renderer.tokens_per_frame)
 
     def load_frames(self, record: ConversationRecord) -> Tensor:
         """``[N, T, D_vision]`` frame tokens of the record."""
-        first, stop = self.frame_range(record)
-        path = feature_path(self.features_dir, record.video)
-        info = read_info(path)
-        if abs(info.fps - record.fps) > FPS_TOLERANCE:
-            raise DataError(f"features are at {info.fps} fps, the conversation at {record.fps} fps",
-                            file=str(path), record=record.id, field="fps")
-        if info.tokens_per_frame != self.renderer.tokens_per_frame:
-            raise DataError(f"{info.tokens_per_frame} tokens per frame, the model uses {self.renderer.tokens_per_frame}",
-                            file=str(path), record=record.id, field="tokens_per_frame")
-        if stop > info.num_frames:
-            raise DataError(f"needs frames {first}..{stop - 1} but the file holds {info.num_frames}",
-                            file=str(path), record=record.id, field="num_frames")
-        return load_frames(path, first, stop)
+        self.frame_range(record)
+        return self.store.frames(record)
 
 
 class RawFrameDataset(_ConversationDataset):

@@ -74,7 +74,8 @@ def _encode_chunk(encoder: FrameEncoder, images: list[np.ndarray]) -> torch.Tens
         else:
             groups.append([image])
     device = encoder.mean.device
-    return torch.cat([encoder(encoder.preprocess(torch.from_numpy(np.stack(g)).to(device))).float().cpu() for g in groups])
+    return torch.cat([encoder(encoder.preprocess(torch.from_numpy(np.stack(g)).to(device))).float().cpu()
+                      for g in groups])
 
 
 def encode_folder(encoder: FrameEncoder, videos_root: str | Path, out_dir: str | Path, *, fps: float,

@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -19,8 +20,12 @@ from torch import Tensor
 
 from ..errors import DataError
 
+if TYPE_CHECKING:
+    from .jsonl import ConversationRecord
+
 TENSOR = "frame_tokens"
 SUFFIX = ".safetensors"
+FPS_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ def read_info(path: str | Path) -> FeatureInfo:
     try:
         with safe_open(file, framework="pt") as f:
             meta = f.metadata() or {}
-            if TENSOR not in f.keys():
+            if TENSOR not in f.keys():  # noqa: SIM118 - safe_open handles have no __contains__/__iter__
                 raise DataError(f"no tensor '{TENSOR}'", file=file)
             shape = list(f.get_slice(TENSOR).get_shape())
     except SafetensorError as exc:
@@ -84,3 +89,52 @@ def write_features(path: str | Path, frame_tokens: Tensor, fps: float, video: st
     save_file({TENSOR: frame_tokens.detach().contiguous().cpu()}, str(tmp), metadata=meta)
     tmp.replace(path)
 
+
+
+class FeatureStore:
+    """The frame tokens of conversations, read from a features folder and checked: the file's fps
+    equals the conversation's, it holds every frame the conversation needs, the tokens per frame
+    and width fit the model (when given), and the values are finite. Frame ``i`` of a conversation
+    is feature frame ``round(start * fps) + i``."""
+
+    def __init__(self, features_dir: str | Path, tokens_per_frame: int | None = None, width: int | None = None) -> None:
+        self.dir = Path(features_dir)
+        if not self.dir.is_dir():
+            raise DataError("features folder not found", file=str(features_dir))
+        self.tokens_per_frame = tokens_per_frame
+        self.width = width
+        self._infos: dict[str, FeatureInfo] = {}
+
+    def check(self, record: ConversationRecord) -> tuple[Path, FeatureInfo]:
+        """The feature file of ``record`` and its header, checked against the record (no tensor read)."""
+        path = feature_path(self.dir, record.video)
+        if record.video not in self._infos:
+            self._infos[record.video] = read_info(path)
+        info = self._infos[record.video]
+        where = dict(file=str(path), record=record.id)
+        if abs(info.fps - record.fps) > FPS_TOLERANCE:
+            raise DataError(f"features are at {info.fps} fps, the conversation at {record.fps} fps",
+                            field="fps", **where)
+        if self.tokens_per_frame is not None and info.tokens_per_frame != self.tokens_per_frame:
+            raise DataError(f"{info.tokens_per_frame} tokens per frame, the model uses {self.tokens_per_frame}",
+                            field="tokens_per_frame", **where)
+        first, stop = record.frame_range()
+        if stop > info.num_frames:
+            raise DataError(f"needs frames {first}..{stop - 1} but the file holds {info.num_frames}",
+                            field="num_frames", **where)
+        return path, info
+
+    def frames(self, record: ConversationRecord) -> Tensor:
+        """``[N, T, D_vision]`` frame tokens of ``record`` (see the class doc for the checks)."""
+        import torch
+
+        path, _ = self.check(record)
+        first, stop = record.frame_range()
+        frames = load_frames(path, first, stop)
+        where = dict(file=str(path), record=record.id)
+        if self.width is not None and frames.shape[-1] != self.width:
+            raise DataError(f"features have width {frames.shape[-1]}, the model's connector expects {self.width} "
+                            "(features from another vision tower?)", field=TENSOR, **where)
+        if frames.is_floating_point() and not bool(torch.isfinite(frames).all()):
+            raise DataError("features hold NaN or infinite values (re-encode this video)", field=TENSOR, **where)
+        return frames

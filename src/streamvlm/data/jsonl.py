@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..conversation import Turn, turns_from_dicts
 from ..errors import ConversationError, DataError
+from ..jsonfiles import iter_jsonl
+from ..outputs import AtomicFile
 
 FORMAT_VERSION = 1
 FIELDS = ("version", "id", "video", "fps", "start", "conversation", "meta")
@@ -115,41 +117,17 @@ def parse_record(obj: Any, file: str, line: int) -> ConversationRecord:
     return ConversationRecord(obj["id"], obj["video"], float(obj["fps"]), float(obj.get("start", 0.0)), turns, meta)
 
 
-def iter_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line number, decoded object)`` for each non-blank line; bad UTF-8/JSON -> DataError."""
-    file = str(path)
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror or exc}", file=file) from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"not valid UTF-8 at byte {exc.start}", file=file, record=f"line {number}") from None
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON (column {exc.colno}): {exc.msg}", file=file, record=f"line {number}") from None
-
-
 def read_jsonl(path: str | Path) -> list[ConversationRecord]:
     """Read and validate every line of a conversation JSONL file."""
-    return [parse_record(obj, str(path), number) for number, obj in iter_lines(path)]
+    return [parse_record(obj, str(path), number) for number, obj in iter_jsonl(path)]
 
 
 def write_jsonl(records: Iterable[ConversationRecord], path: str | Path) -> int:
     """Write records (one compact JSON object per line, UTF-8) atomically; return how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with AtomicFile(path) as out:
         for record in records:
-            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
             count += 1
-    tmp.replace(path)
+        out.commit()
     return count

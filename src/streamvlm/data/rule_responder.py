@@ -36,7 +36,8 @@ def _current(steps: Sequence[Step], time: float) -> Step | None:
 def _upcoming(steps: Sequence[Step], time: float) -> Step | None:
     current = _current(steps, time)
     after = current.start if current is not None else time
-    return next((s for s in sorted(steps, key=lambda s: s.start) if s.start > after + TIME_EPS and s is not current), None)
+    return next((s for s in sorted(steps, key=lambda s: s.start) if s.start > after + TIME_EPS and s is not current),
+                None)
 
 
 def _next_sentence(step: Step | None) -> str:

@@ -13,15 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
-from ..data.features import feature_path, load_frames, read_info
-from ..data.jsonl import FIELDS, ConversationRecord, iter_lines, parse_record
+from ..data.features import FeatureStore
+from ..data.jsonl import FIELDS, ConversationRecord, parse_record
 from ..errors import DataError
+from ..jsonfiles import iter_jsonl
 from .downstream import TASKS, DownstreamSample
 from .stream_eval import EvalSample
-
-FPS_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -46,9 +43,9 @@ def read_eval_jsonl(path: str | Path) -> list[EvalRecord]:
     """Validate every line; a malformed one is a DataError naming file, line and field."""
     file = str(path)
     out = []
-    for number, obj in iter_lines(path):
-        def fail(message: str, fld: str | None = None) -> None:
-            raise DataError(message, file=file, record=f"line {number}", field=fld)
+    for number, obj in iter_jsonl(path):
+        def fail(message: str, fld: str | None = None, line: str = f"line {number}") -> None:
+            raise DataError(message, file=file, record=line, field=fld)
 
         if not isinstance(obj, dict):
             fail(f"expected an object, got {type(obj).__name__}")
@@ -73,35 +70,8 @@ def read_eval_jsonl(path: str | Path) -> list[EvalRecord]:
     return out
 
 
-class FeatureReader:
-    """Frame tokens of conversations from a features folder, checked against the model's shape."""
-
-    def __init__(self, features_dir: str | Path, tokens_per_frame: int, width: int) -> None:
-        self.dir = Path(features_dir)
-        if not self.dir.is_dir():
-            raise DataError("features folder not found", file=str(features_dir))
-        self.tokens_per_frame = tokens_per_frame
-        self.width = width
-
-    def frames(self, record: ConversationRecord) -> Tensor:
-        """``[N, T, D_vision]`` frame tokens of ``record``."""
-        path = feature_path(self.dir, record.video)
-        info = read_info(path)
-        where = dict(file=str(path), record=record.id)
-        if abs(info.fps - record.fps) > FPS_TOLERANCE:
-            raise DataError(f"features are at {info.fps} fps, the conversation at {record.fps} fps", field="fps", **where)
-        if info.tokens_per_frame != self.tokens_per_frame:
-            raise DataError(f"{info.tokens_per_frame} tokens per frame, the model uses {self.tokens_per_frame}",
-                            field="tokens_per_frame", **where)
-        first, stop = record.frame_range()
-        if stop > info.num_frames:
-            raise DataError(f"needs frames {first}..{stop - 1} but the file holds {info.num_frames}",
-                            field="num_frames", **where)
-        frames = load_frames(path, first, stop)
-        if frames.shape[-1] != self.width:
-            raise DataError(f"features have width {frames.shape[-1]}, the model's connector expects {self.width} "
-                            "(features from another vision tower?)", field="frame_tokens", **where)
-        return frames
+class FeatureReader(FeatureStore):
+    """A :class:`~streamvlm.data.features.FeatureStore` that makes evaluation samples."""
 
     def stream_sample(self, item: EvalRecord) -> EvalSample:
         r = item.record

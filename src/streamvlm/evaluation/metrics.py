@@ -21,21 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class FrameScore:
-    """The model's output after one frame: the probability of the interval (silence) token, and
-    whether the interval token is the argmax of the full distribution."""
-
-    p_interval: float
-    interval_is_argmax: bool
-
-
-def responds(score: FrameScore, threshold: float) -> bool:
-    """True when the model speaks after this frame: the interval token is zeroed when its
-    probability is below ``threshold``, so the model speaks if that happens or if another token
-    is the argmax anyway. ``threshold = 0`` is the plain argmax decision."""
-    return score.p_interval < threshold or not score.interval_is_argmax
+from ..decision import FrameScore, responds
 
 
 def first_response(scores: Sequence[FrameScore], threshold: float) -> int | None:

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from transformers import Cache
 
 from ..conversation import RenderedConversation, Turn, TurnSpan
-from .metrics import FrameScore, TurnRecord, aggregate, correct_prefix, frames_to_feed, in_turn_diff, late_diff
+from ..decision import FrameScore, frame_scores
+from .metrics import TurnRecord, aggregate, correct_prefix, frames_to_feed, in_turn_diff, late_diff
 
 
 @dataclass
@@ -64,16 +65,6 @@ def _frame_kwargs(frames: Tensor | None) -> dict[str, Tensor]:
     return {"frame_tokens": frames} if frames.dim() == 3 else {"pixel_values": frames}
 
 
-def _scores(logits: Tensor, silence_id: int) -> list[FrameScore]:
-    """``logits [K, V]`` at frame-decision positions -> one :class:`FrameScore` per row."""
-    if logits.shape[0] == 0:
-        return []
-    probs = logits.float().softmax(-1)
-    p = probs[:, silence_id].tolist()
-    is_max = (probs.argmax(-1) == silence_id).tolist()
-    return [FrameScore(pi, m) for pi, m in zip(p, is_max)]
-
-
 def _prefix_cache(cache: Cache, length: int) -> Cache:
     """A cache holding the first ``length`` positions of ``cache``, sharing its tensors (cropping
     and appending rebind the copy's tensors, so ``cache`` itself is left intact)."""
@@ -90,10 +81,10 @@ def _following_scores(model, cache: Cache, prefix_length: int, frames: Tensor) -
     piece = ([ids.interval_id] if ids.interval_id is not None else []) + [ids.frame_id] * model.config.tokens_per_frame
     n = frames.shape[0]
     input_ids = torch.tensor([piece * n], dtype=torch.long, device=model.device)
-    out = model(input_ids=input_ids, past_key_values=_prefix_cache(cache, prefix_length), use_cache=True,
+    out = model(input_ids=input_ids, cache=_prefix_cache(cache, prefix_length), use_cache=True,
                 **_frame_kwargs(frames))
     ends = torch.arange(1, n + 1, device=input_ids.device) * len(piece) - 1
-    return _scores(out.logits[0, ends], ids.silence_id)
+    return frame_scores(out.logits[0, ends], ids.silence_id)
 
 
 def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, threshold: float,
@@ -112,7 +103,7 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
     with torch.inference_mode():
         input_ids = torch.tensor([rendered.input_ids], dtype=torch.long, device=model.device)
         out = model(input_ids=input_ids, use_cache=True, **_frame_kwargs(frames))
-        logits, cache = out.logits[0], out.past_key_values
+        logits, cache = out.logits[0], out.cache
         labels = torch.tensor(rendered.labels, device=logits.device)
         segments = _segments(rendered)
         records = []
@@ -128,7 +119,7 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
                 record.correct_tokens = correct_prefix((rows.argmax(-1) == gold).tolist())
             gold_frame = seg.decisions[-1] if seg.decisions and seg.decisions[-1].speaks else None
             if gold_frame is not None:
-                scores = _scores(logits[[d.position for d in seg.decisions]], silence_id)
+                scores = frame_scores(logits[[d.position for d in seg.decisions]], silence_id)
                 record.decisions = len(scores)
                 diff = in_turn_diff(scores, threshold)
                 if diff is None:

@@ -22,8 +22,13 @@ import torch
 from torch import Tensor
 
 from ..conversation import RenderedConversation, Turn
+from ..decision import FrameScore, frame_scores
 from ..evaluation.metrics import (
-    FrameScore, TurnRecord, correct_prefix, frames_to_feed, in_turn_diff, late_diff,
+    TurnRecord,
+    correct_prefix,
+    frames_to_feed,
+    in_turn_diff,
+    late_diff,
 )
 from ..evaluation.stream_eval import EvalSample, evaluate_dataset
 from ..train.transforms import per_frame
@@ -60,10 +65,7 @@ def forward_logits(model, rendered: RenderedConversation, frames: Tensor | None)
 
 
 def _scores(logits: Tensor, positions: Sequence[int], silent_id: int) -> list[FrameScore]:
-    if not positions:
-        return []
-    probs = logits[list(positions)].float().softmax(-1)
-    return [FrameScore(p, m) for p, m in zip(probs[:, silent_id].tolist(), (probs.argmax(-1) == silent_id).tolist())]
+    return frame_scores(logits[list(positions)], silent_id)
 
 
 def _silent_continuation(turns: Sequence[Turn], reply_index: int, frames: int) -> list[Turn]:

@@ -19,39 +19,12 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache
 
+from ..decision import frame_scores, responds
 from ..errors import ConfigError
 from ..model import StreamVLM
+from .config import GenerationConfig
 from .kv_policy import KVPolicy, RotaryShift
 from .layout import LayoutIds
-
-
-@dataclass
-class GenerationConfig:
-    """How decisions are taken and replies decoded."""
-
-    threshold: float = 0.725
-    """theta: if P(interval) after a frame is below it, the interval token is suppressed."""
-    max_new_tokens: int = 64
-    """Most reply tokens (eos excluded); a reply cut there still ends with eos."""
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    """> 1 lowers the logits of tokens already in the current reply (as in CTRL / HF)."""
-    seed: int | None = None
-    """Seed of each session's sampling generator (``None``: not reproducible)."""
-
-    def validate(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"generation.threshold: must be in [0, 1], got {self.threshold}")
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"generation.max_new_tokens: must be >= 1, got {self.max_new_tokens}")
-        if self.temperature <= 0:
-            raise ConfigError(f"generation.temperature: must be > 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"generation.top_p: must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise ConfigError(f"generation.repetition_penalty: must be > 0, got {self.repetition_penalty}")
 
 
 @dataclass
@@ -95,7 +68,6 @@ class StreamEngine:
     ) -> None:
         self.model = model
         self.generation = generation if generation is not None else GenerationConfig()
-        self.generation.validate()
         self.kv_policy = kv_policy
         self.layout = LayoutIds.from_model(model, system_prompt_ids)
         self.rotary = RotaryShift.from_model(model.language_model) if kv_policy is not None else None
@@ -167,7 +139,8 @@ class StreamSession:
         said at this frame: queries answered (user + assistant events) and/or a reply it decided."""
         expected = (self.ids.tokens_per_frame, self.model.config.llm_hidden_size)
         if tuple(frame_embeds.shape) != expected:
-            raise ValueError(f"push_frame: expected frame embeddings of shape {expected}, got {tuple(frame_embeds.shape)}")
+            raise ValueError(f"push_frame: expected frame embeddings of shape {expected}, "
+                             f"got {tuple(frame_embeds.shape)}")
         self._check_time(time)
         self._last_time = float(time)
         index = self.frames_seen
@@ -184,8 +157,7 @@ class StreamSession:
         if self.trace is not None:
             self.trace.decision_positions.append(self.kv_length - 1)
             self.trace.decision_logits.append(logits.float().cpu())
-        token = self._decide(logits)
-        if token == self.ids.silence_id:
+        if not responds(frame_scores(logits[None], self.ids.silence_id)[0], self.gen.threshold):
             self._pending = [self.ids.interval_id] if self.ids.interval_id is not None else []
             return events
         reply = self._reply(list(self.ids.reply_open_after_stream))
@@ -223,14 +195,6 @@ class StreamSession:
             events.append(Event(query.time, "user", list(query.token_ids), index))
             events.append(Event(query.time, "assistant", self._reply(prompt), index))
         return events
-
-    def _decide(self, logits: Tensor) -> int:
-        """Upstream rule: zero P(interval) when below theta, then argmax."""
-        probs = logits.float().softmax(-1)
-        silence = self.ids.silence_id
-        if probs[silence] < self.gen.threshold:
-            probs[silence] = 0.0
-        return int(probs.argmax())
 
     def _reply(self, prompt: list[int]) -> list[int]:
         """Feed ``prompt`` and decode a reply; leaves ``[last token?, eos]`` pending. Returns the
@@ -284,7 +248,7 @@ class StreamSession:
             self.evicted_tokens += policy.apply(self.cache, length, self.engine.rotary)
         start = self.kv_length
         positions = torch.arange(start, start + length, device=model.device)[None]
-        out = model.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=self.cache,
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
                                    use_cache=True, logits_to_keep=1)
         self.llm_calls += 1
         self.tokens_fed += length

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 from torch import Tensor
 
+from .config import TimedQuery
+
 _END = object()
 
 
@@ -37,14 +39,6 @@ class FrameConsumer(Protocol):
     def ask(self, text: str, time: float) -> None: ...
 
     def push_frame(self, frame: Tensor, time: float) -> list[Any]: ...  # frame embeds [T, D]
-
-
-@dataclass(frozen=True)
-class TimedQuery:
-    """A user query asked at video time ``time`` (inserted at the next frame boundary)."""
-
-    time: float
-    text: str
 
 
 @dataclass

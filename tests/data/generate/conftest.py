@@ -65,7 +65,8 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if self.path != "/v1/chat/completions":
                 return self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-                return self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                return self._send(401, {"error": {"message": "Incorrect API key provided",
+                                                  "type": "invalid_request_error"}})
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             problem = _check_request(self.headers.get("Content-Type"), body)
             if problem:
@@ -79,7 +80,8 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._send(200, {
                 "id": f"chatcmpl-{state.hits}", "object": "chat.completion", "created": 1700000000,
                 "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             })
 

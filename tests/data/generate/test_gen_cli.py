@@ -12,11 +12,14 @@ NARRATIONS = {
     "vid1": {
         "status": "complete",
         "narration_pass_1": {"narrations": [
-            {"timestamp_sec": 1.2, "timestamp_frame": 36, "narration_text": "#C C picks up the knife", "annotation_uid": "u1"},
-            {"timestamp_sec": 3.4, "timestamp_frame": 102, "narration_text": "#C C washes the plate", "annotation_uid": "u2"},
+            {"timestamp_sec": 1.2, "timestamp_frame": 36, "narration_text": "#C C picks up the knife",
+             "annotation_uid": "u1"},
+            {"timestamp_sec": 3.4, "timestamp_frame": 102, "narration_text": "#C C washes the plate",
+             "annotation_uid": "u2"},
         ], "summaries": [{"start_sec": 0.0, "end_sec": 5.0, "summary_text": "C cooks"}]},
         "narration_pass_2": {"narrations": [
-            {"timestamp_sec": 2.0, "timestamp_frame": 60, "narration_text": "#C C carries a box", "annotation_uid": "u3"},
+            {"timestamp_sec": 2.0, "timestamp_frame": 60, "narration_text": "#C C carries a box",
+             "annotation_uid": "u3"},
         ]},
     },
 }
@@ -34,7 +37,8 @@ def narration_file(tmp_path):
 def test_refine_rule_backend(narration_file, tmp_path):
     out = tmp_path / "refined.json"
     assert main(["data", "refine", str(narration_file), "--out", str(out)]) == 0
-    assert json.loads(out.read_text()) == {"u1": "You pick up the knife.", "u2": "You wash the plate.", "u3": "You carry a box."}
+    assert json.loads(out.read_text()) == {"u1": "You pick up the knife.", "u2": "You wash the plate.",
+                                           "u3": "You carry a box."}
 
 
 def test_refine_http_backend_with_cache_and_limit(openai_server, narration_file, tmp_path):

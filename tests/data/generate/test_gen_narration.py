@@ -7,7 +7,14 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from streamvlm.data.formats import Narration, NarrationVideo
-from streamvlm.data.generate import ChatBackend, Prompt, clean_refinement, narrations_by_uid, refine_narrations, rule_refine
+from streamvlm.data.generate import (
+    ChatBackend,
+    Prompt,
+    clean_refinement,
+    narrations_by_uid,
+    refine_narrations,
+    rule_refine,
+)
 from streamvlm.data.generate.narration import base_form
 from streamvlm.errors import DataError
 
@@ -39,8 +46,8 @@ def test_rule_refine_golden(raw, expected):
 
 
 def test_base_form():
-    assert [base_form(w) for w in ["picks", "washes", "catches", "passes", "carries", "ties", "goes", "Has", "cut"]] == \
-        ["pick", "wash", "catch", "pass", "carry", "tie", "go", "Have", "cut"]
+    words = ["picks", "washes", "catches", "passes", "carries", "ties", "goes", "Has", "cut"]
+    assert [base_form(w) for w in words] == ["pick", "wash", "catch", "pass", "carry", "tie", "go", "Have", "cut"]
 
 
 @pytest.mark.parametrize(("reply", "expected"), [
@@ -84,7 +91,8 @@ def test_refine_with_llm_falls_back_to_rules_and_asks_each_text_once():
     assert out == {"a": "You grab the knife.", "b": "You open the tap.", "c": "You grab the knife."}
     assert len(llm.prompts) == 2
     system, user = llm.prompts[0]
-    assert system["role"] == "system" and "#C" in system["content"] and user == {"role": "user", "content": "#C C picks up the knife"}
+    assert system["role"] == "system" and "#C" in system["content"]
+    assert user == {"role": "user", "content": "#C C picks up the knife"}
 
 
 def test_refine_without_backend_is_rule_based():

@@ -52,8 +52,8 @@ def test_prompts_hold_the_request_and_replies_are_cleaned():
 
 
 def test_custom_template_placeholders_are_checked():
-    bad = PromptTemplate.parse("### system\nhi\n### user\n{steps} {weather}\n### past\n.\n### now\n.\n### next\n.\n### update\n.",
-                               "my.txt")
+    bad = PromptTemplate.parse("### system\nhi\n### user\n{steps} {weather}\n"
+                               "### past\n.\n### now\n.\n### next\n.\n### update\n.", "my.txt")
     with pytest.raises(ConfigError, match=r"my\.txt: section 'user' uses unknown placeholders \['weather'\]"):
         LLMResponder(Echo([]), bad)
     with pytest.raises(ConfigError, match="missing section '### past'"):

@@ -9,7 +9,8 @@ from streamvlm.data.generate.transformers_backend import TransformersBackend, re
 MAX_NEW = 6
 PROMPTS = [
     [{"role": "user", "content": "What?"}],
-    [{"role": "system", "content": "You pick up the red cup."}, {"role": "user", "content": "What have I done? Describe it."}],
+    [{"role": "system", "content": "You pick up the red cup."},
+     {"role": "user", "content": "What have I done? Describe it."}],
     [{"role": "user", "content": "You open the drawer, then you close it. What should I do next? 0 1 2 3 4 5 6 7 8 9"}],
 ]
 
@@ -21,7 +22,8 @@ def backend(model_dir):
 
 def test_plain_rendering_without_chat_template(backend):
     assert not backend.uses_chat_template
-    assert backend.render(PROMPTS[1]) == "System: You pick up the red cup.\nUser: What have I done? Describe it.\nAssistant:"
+    assert backend.render(PROMPTS[1]) == ("System: You pick up the red cup.\nUser: What have I done? Describe it.\n"
+                                          "Assistant:")
 
 
 def test_left_padded_batch_matches_one_by_one_and_respects_max_new_tokens(backend):
@@ -51,7 +53,8 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(model_dir, tmp_path):
     templated = tmp_path / "templated"
     shutil.copytree(model_dir, templated)
     tok = AutoTokenizer.from_pretrained(templated)
-    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
     tok.save_pretrained(templated)
     b = TransformersBackend(str(templated), max_new_tokens=2, batch_size=2, device="cpu", dtype="float32")
     assert b.uses_chat_template

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from streamvlm.cli import main
+from streamvlm.errors import UserError
 
 
 def test_cli_writes_a_world(tmp_path, capsys):
@@ -36,3 +37,20 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys, bad):
 def test_cli_refuses_a_file_as_out_dir(tmp_path):
     (tmp_path / "f").write_text("x")
     assert main(["synth", "--out", str(tmp_path / "f"), "--videos", "1"]) == 2
+
+
+def test_a_failed_overwrite_keeps_the_world_already_there(tmp_path, monkeypatch):
+    from streamvlm.data.synth import generate as gen
+
+    out = tmp_path / "world"
+    assert main(["synth", "--out", str(out), "--videos", "1", "--duration", "4", "--size", "32", "--workers", "1"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(spec, path, crf=18):
+        raise UserError("disk full")
+
+    monkeypatch.setattr(gen, "write_video", broken)
+    assert main(["synth", "--out", str(out), "--videos", "2", "--duration", "4", "--size", "32", "--workers", "1",
+                 "--overwrite"]) == 2
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["world"]  # the staging folder is gone too

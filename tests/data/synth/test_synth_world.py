@@ -59,7 +59,8 @@ def test_plan_is_a_pure_function_of_seed_and_index():
 
 def test_generation_is_deterministic(tiny_world, tmp_path):
     again = generate_world(tmp_path / "again", **TINY)
-    for name in ["world.json", "splits.json"] + [f"annotations/{p.name}" for p in (tiny_world.root / "annotations").iterdir()]:
+    annotations = [f"annotations/{p.name}" for p in (tiny_world.root / "annotations").iterdir()]
+    for name in ["world.json", "splits.json"] + annotations:
         assert (tiny_world.root / name).read_bytes() == (again.root / name).read_bytes(), name
     for v in tiny_world.videos:
         assert np.array_equal(_decode(tiny_world.video_path(v.uid)), _decode(again.video_path(v.uid)))

@@ -10,30 +10,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from ...config import UPSTREAM_SYSTEM_PROMPT
 from ...conversation import Turn
+from ...settings import PositiveInt, settings
 from ..formats.coin import CoinVideo
 from ..formats.ego4d import LtaAction
 from ..jsonl import ConversationRecord
-from .timeline import frame_at, frame_time
+from .timeline import CONVERSATION_FPS, ConversationFps, VideoPattern, frame_at, frame_time
 
 COIN_BENCHMARKS = ("step", "task", "next", "procedure", "procedure_goal")
 _CONCISE = "Format your answer concisely. No extra text output."
 _LIST = "Format your answer concisely, listing each action on a new line with a number prefix. No extra text output."
 
 
-@dataclass
+@settings
 class BenchmarkOptions:
-    fps: float = 2.0
+    """How COIN and Ego4D LTA annotations become downstream questions."""
+
+    fps: ConversationFps = CONVERSATION_FPS
+    """Frame rate of the conversation's frames."""
     system_prompt: str = UPSTREAM_SYSTEM_PROMPT
-    video_pattern: str = "{video_uid}.mp4"
-    max_procedure_steps: int = 5
+    """System prompt of every sample."""
+    video_pattern: VideoPattern = "{video_uid}.mp4"
+    """Video path relative to the data root."""
+    max_procedure_steps: PositiveInt = 5
     """COIN procedure forecasting: at most this many next steps."""
-    lta_observed: int = 8
+    lta_observed: PositiveInt = 8
     """Ego4D LTA: number of observed actions."""
-    lta_future: int = 20
+    lta_future: PositiveInt = 20
     """Ego4D LTA: Z, the number of future actions to predict."""
 
 
@@ -91,7 +96,8 @@ def coin_benchmarks(videos: Sequence[CoinVideo], labels: dict[str, list[str]],
                 answer = sentence(step.label)
                 yield _sample(f"{v.video_id}/coin_step/{i}", video, f"What is the action in the video? {_CONCISE}",
                               first, last, answer, opt,
-                              {**base, "benchmark": "coin_step", "label_space": "coin_steps", "labels": [step_ids[answer]]})
+                              {**base, "benchmark": "coin_step", "label_space": "coin_steps",
+                               "labels": [step_ids[answer]]})
             following = [s.label for s in steps[i + 1:i + 1 + opt.max_procedure_steps]]
             if not following:
                 continue
@@ -99,12 +105,14 @@ def coin_benchmarks(videos: Sequence[CoinVideo], labels: dict[str, list[str]],
                 answer = sentence(following[0])
                 yield _sample(f"{v.video_id}/coin_next/{i}", video,
                               f"What is the next action for the video? {_CONCISE}", first, last, answer, opt,
-                              {**base, "benchmark": "coin_next", "label_space": "coin_steps", "labels": [step_ids[answer]]})
+                              {**base, "benchmark": "coin_next", "label_space": "coin_steps",
+                               "labels": [step_ids[answer]]})
             for name, prefix in (("procedure", ""), ("procedure_goal", f"To {v.task}, ")):
                 if name not in benchmarks:
                     continue
                 if len(following) == 1:
-                    question, answer = f"{prefix}what is the next action for the video? {_CONCISE}", sentence(following[0])
+                    question = f"{prefix}what is the next action for the video? {_CONCISE}"
+                    answer = sentence(following[0])
                 else:
                     question = f"{prefix}what are the next {len(following)} actions for the video? {_LIST}"
                     answer = numbered(following)

@@ -12,18 +12,21 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
 from tqdm import tqdm
 
 from ...config import UPSTREAM_SYSTEM_PROMPT
 from ...conversation import Turn
 from ...errors import DataError
+from ...settings import PositiveInt, settings
 from ..formats.coin import CoinVideo
 from ..formats.ego4d import GoalStepVideo
 from ..jsonl import ConversationRecord
 from ..responder import Responder, ResponseKind, ResponseRequest, Step
 from .templates import questions_for
-from .timeline import fill_streams, frame_at, frame_time
+from .timeline import CONVERSATION_FPS, ConversationFps, fill_streams, frame_at, frame_time
 
 QUESTION_KINDS: tuple[ResponseKind, ...] = ("past", "now", "next")
 
@@ -41,14 +44,24 @@ class TaskVideo:
     source: str
 
 
-@dataclass
+@settings
 class LiveChatOptions:
-    fps: float = 2.0
-    seed: int = 0
+    """How timed step annotations become live-chat dialogues."""
+
+    fps: ConversationFps = CONVERSATION_FPS
+    """Frame rate of the conversation's frames."""
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    """Seed of every random choice."""
     system_prompt: str = UPSTREAM_SYSTEM_PROMPT
-    min_questions: int = 1
-    max_questions: int = 3
-    """Each dialogue gets between min and max user questions (seeded)."""
+    """System prompt of every dialogue."""
+    min_questions: PositiveInt = 1
+    """Each dialogue gets at least this many user questions."""
+    max_questions: Annotated[PositiveInt, Field(le=100)] = 3
+    """Each dialogue gets at most this many user questions (seeded)."""
+
+    def __post_init__(self) -> None:
+        if self.max_questions < self.min_questions:
+            raise ValueError(f"max_questions {self.max_questions} is below min_questions {self.min_questions}")
 
 
 def goalstep_tasks(videos: Sequence[GoalStepVideo], video_pattern: str = "{video_uid}.mp4") -> list[TaskVideo]:

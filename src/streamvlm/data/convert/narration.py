@@ -16,33 +16,41 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from ...config import UPSTREAM_SYSTEM_PROMPT
 from ...conversation import Turn
+from ...jsonfiles import read_json
+from ...settings import settings
 from ..formats.ego4d import Narration, NarrationVideo
-from ..formats.fields import Record, load_json
+from ..formats.fields import Record
 from ..jsonl import ConversationRecord
 from .templates import NARRATION_INSTRUCTIONS
-from .timeline import fill_streams, frame_at, frame_time
+from .timeline import CONVERSATION_FPS, ConversationFps, VideoPattern, fill_streams, frame_at, frame_time
 
 _TAGS = re.compile(r"#\s*(?:unsure|c|o)\b|@c\b|#", re.IGNORECASE)
 
 
-@dataclass
+@settings
 class NarrationOptions:
-    fps: float = 2.0
+    """How Ego4D narrations become streaming narration dialogues."""
+
+    fps: ConversationFps = CONVERSATION_FPS
     """Frame rate of the conversation's frames."""
-    window: float = 300.0
+    window: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     """Length of one dialogue in seconds of video."""
     system_prompt: str = UPSTREAM_SYSTEM_PROMPT
+    """System prompt of every dialogue."""
     instruction: str | None = None
     """The user instruction; None picks one of ``NARRATION_INSTRUCTIONS`` per dialogue (seeded)."""
-    seed: int = 0
-    video_pattern: str = "{video_uid}.mp4"
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    """Seed of every random choice."""
+    video_pattern: VideoPattern = "{video_uid}.mp4"
     """Video path relative to the data root."""
-    min_words: int = 2
+    min_words: Annotated[int, Field(ge=0)] = 2
     """Narrations with fewer words after cleaning (e.g. a bare ``#unsure``) are dropped."""
 
 
@@ -62,7 +70,7 @@ def load_refined(path: str | Path) -> dict[str, str]:
     """Read a refined-narration file ``{annotation_uid: "You pick up the knife."}`` (as written by
     ``streamvlm data refine``); a narration whose ``annotation_uid`` is a key is said with that text."""
     file = str(path)
-    root = Record(load_json(path), file, "<root>")
+    root = Record(read_json(path), file, "<root>")
     out = {}
     for uid in root.data:
         text = " ".join(root.text(uid).split())

@@ -4,8 +4,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from ...conversation import Turn
+
+CONVERSATION_FPS = 2.0
+"""Frame rate of the conversations the converters write (the paper's training rate)."""
+
+ConversationFps = Annotated[float, Field(gt=0, le=60)]
+
+
+def check_video_pattern(pattern: str) -> str:
+    """A video path pattern must format with ``{video_uid}`` alone into a relative path."""
+    from ..jsonl import check_video_path
+
+    try:
+        example = pattern.format(video_uid="VIDEO")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not a pattern with {{video_uid}} ({type(exc).__name__}: {exc})") from None
+    if "VIDEO" not in example:
+        raise ValueError("must contain {video_uid}")
+    check_video_path(example)
+    return pattern
+
+
+VideoPattern = Annotated[str, AfterValidator(check_video_pattern)]
+"""A video path relative to the data root, from the video uid (``{video_uid}.mp4``)."""
 
 
 def frame_at(time: float, fps: float) -> int:

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fields import Record, load_json
+from ...jsonfiles import read_json
+from .fields import Record
 
 SUBSETS = ("training", "testing")
 
@@ -44,7 +45,7 @@ def class_to_words(name: str) -> str:
 
 def read_coin(path: str | Path) -> list[CoinVideo]:
     file = str(path)
-    root = Record(load_json(path), file, "<root>")
+    root = Record(read_json(path), file, "<root>")
     videos = []
     for video_id, entry in root.get("database", dict).items():
         rec = Record(entry, file, video_id)

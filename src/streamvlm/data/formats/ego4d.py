@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fields import Record, load_json
+from ...jsonfiles import read_json
+from .fields import Record
 
 NARRATION_PASSES = ("narration_pass_1", "narration_pass_2")
 
@@ -30,7 +31,7 @@ class NarrationVideo:
 def read_narration(path: str | Path) -> list[NarrationVideo]:
     """Read Ego4D ``narration.json``: ``{video_uid: {narration_pass_k: {"narrations": [...]}}}``."""
     file = str(path)
-    root = Record(load_json(path), file, "<root>")
+    root = Record(read_json(path), file, "<root>")
     videos = []
     for video_uid, entry in root.data.items():
         video = Record(entry, file, video_uid)
@@ -88,7 +89,7 @@ def _goalstep_segment(rec: Record) -> GoalStepSegment:
 def read_goalstep(path: str | Path) -> list[GoalStepVideo]:
     """Read Ego4D GoalStep ``{"videos": [{video_uid, start_time, end_time, goal_*, segments}]}``."""
     file = str(path)
-    root = Record(load_json(path), file, "<root>")
+    root = Record(read_json(path), file, "<root>")
     videos = []
     for i, item in enumerate(root.items("videos")):
         rec = Record(item, file, f"videos[{i}]")
@@ -119,7 +120,7 @@ class LtaAction:
 def read_lta(path: str | Path) -> list[LtaAction]:
     """Read Ego4D ``fho_lta_{train,val}.json`` (``{"clips": [...]}``), sorted by clip and action index."""
     file = str(path)
-    root = Record(load_json(path), file, "<root>")
+    root = Record(read_json(path), file, "<root>")
     actions = []
     for i, item in enumerate(root.items("clips")):
         rec = Record(item, file, f"clips[{i}]")

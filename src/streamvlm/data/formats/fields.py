@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
-
-
-def load_json(path: str | Path) -> Any:
-    """Parse a JSON file; missing file, bad UTF-8 and truncated/invalid JSON become DataError."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not valid UTF-8 at byte {exc.start}", file=str(path)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(path)) from None
 
 
 class Record:

@@ -38,7 +38,8 @@ def check_prompt(prompt: Sequence[Message], index: int) -> None:
         raise ValueError(f"prompt {index} has no messages")
     for j, msg in enumerate(prompt):
         if msg.get("role") not in ROLES or not isinstance(msg.get("content"), str):
-            raise ValueError(f"prompt {index} message {j} must be {{'role': one of {ROLES}, 'content': str}}, got {msg!r}")
+            raise ValueError(f"prompt {index} message {j} must be {{'role': one of {ROLES}, 'content': str}}, "
+                             f"got {msg!r}")
 
 
 class ChatBackend(ABC):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ...errors import DataError
+from ...jsonfiles import loads
 from .backend import ChatBackend, Prompt
 
 
@@ -35,11 +36,12 @@ def load_cache(path: Path) -> dict[str, str]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
+            obj = loads(line, file=str(path), record=f"line {n}")
+        except DataError:
             if n == len(lines):  # the last line, not newline-terminated: a write cut short
                 continue
-            raise DataError("not a JSON object; delete the cache file to start over", file=str(path), record=f"line {n}") from None
+            raise DataError("not a JSON object; delete the cache file to start over", file=str(path),
+                            record=f"line {n}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not isinstance(obj.get("reply"), str):
             raise DataError('expected {"key": str, "reply": str}', file=str(path), record=f"line {n}")
         entries[obj["key"]] = obj["reply"]

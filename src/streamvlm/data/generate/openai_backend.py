@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ...jsonfiles import loads
 from .backend import BackendError, ChatBackend, Prompt
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -84,7 +85,7 @@ class OpenAIBackend(ChatBackend):
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
+            return loads(resp.read(), file=self.url, error=BackendError)
 
     def complete_one(self, prompt: Prompt) -> str:
         """One request, retried on transient failures; the reply text."""
@@ -97,7 +98,8 @@ class OpenAIBackend(ChatBackend):
             except urllib.error.HTTPError as exc:
                 detail = exc.read(500).decode("utf-8", "replace").strip()
                 if exc.code in (401, 403):
-                    raise BackendError(f"{self.url} refused the API key (HTTP {exc.code}); check ${self.api_key_env}: {detail}") from None
+                    raise BackendError(f"{self.url} refused the API key (HTTP {exc.code}); "
+                                       f"check ${self.api_key_env}: {detail}") from None
                 if exc.code == 404:
                     raise BackendError(f"{self.url} answered 404 Not Found; check --base-url (it must include /v1) "
                                        f"and --model {self.model!r}: {detail}") from None
@@ -109,8 +111,6 @@ class OpenAIBackend(ChatBackend):
                     wait_s = min(MAX_BACKOFF_S, hinted)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            except json.JSONDecodeError as exc:
-                raise BackendError(f"{self.url} answered invalid JSON: {exc}") from None
             if attempt < self.max_retries:
                 self._sleep(wait_s)
         raise BackendError(f"{self.url} failed after {self.max_retries + 1} attempts (last: {last})")
@@ -119,7 +119,8 @@ class OpenAIBackend(ChatBackend):
         try:
             content = payload["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise BackendError(f"{self.url} answered without choices[0].message.content: {str(payload)[:200]}") from None
+            raise BackendError(f"{self.url} answered without choices[0].message.content: "
+                               f"{str(payload)[:200]}") from None
         if content is None:
             return ""
         if not isinstance(content, str):

@@ -24,7 +24,8 @@ def response_prompt(template: PromptTemplate, request: ResponseRequest) -> Promp
     instruction = template.render(request.kind if request.question is not None else "update", **fields)
     steps = "\n".join(f"{s.start:.1f}s - {s.end:.1f}s: {s.text}" for s in request.steps) or "(none)"
     history = "\n".join(f"{role.capitalize()}: {text}" for role, text in request.history) or "(none)"
-    user = template.render("user", goal=goal, steps=steps, history=history, time=fields["time"], instruction=instruction)
+    user = template.render("user", goal=goal, steps=steps, history=history, time=fields["time"],
+                           instruction=instruction)
     return [{"role": "system", "content": template.render("system")}, {"role": "user", "content": user}]
 
 

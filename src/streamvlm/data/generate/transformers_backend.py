@@ -30,6 +30,8 @@ class TransformersBackend(ChatBackend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ...loading import resolve_device
+
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
         if max_new_tokens < 1 or batch_size < 1:
@@ -37,7 +39,7 @@ class TransformersBackend(ChatBackend):
         self.model_name_or_path = model_name_or_path
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = str(resolve_device(device or "auto"))
         self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

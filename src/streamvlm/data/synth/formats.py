@@ -57,7 +57,8 @@ def coin(videos: list[VideoSpec]) -> dict:
     database = {}
     for v in videos:
         ann = [{"id": str(s.step_id), "segment": [s.start, s.end], "label": s.description} for s in v.steps]
-        database[v.uid] = {"duration": v.duration, "class": v.goal, "subset": "training" if v.split == "train" else "testing",
+        database[v.uid] = {"duration": v.duration, "class": v.goal,
+                           "subset": "training" if v.split == "train" else "testing",
                            "recipe_type": recipe[v.task], "start": ann[0]["segment"][0] if ann else 0.0,
                            "end": ann[-1]["segment"][1] if ann else 0.0, "annotation": ann,
                            "video_url": f"videos/{v.uid}.mp4"}

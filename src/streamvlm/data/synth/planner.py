@@ -11,8 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import RenderStyle, Split, SynthAction, SynthObject, SynthStep, VideoSpec
-from .vocabulary import (COLOURS, CONTAINERS, DISTRACTOR_KINDS, KIND_RADIUS, TASKS, VERBS, StepDef,
-                         TaskDef, step_taxonomy)
+from .vocabulary import (
+    COLOURS,
+    CONTAINERS,
+    DISTRACTOR_KINDS,
+    KIND_RADIUS,
+    TASKS,
+    VERBS,
+    StepDef,
+    TaskDef,
+    step_taxonomy,
+)
 
 # Independent random streams of one video.
 _PLAN, _SPLIT, _TASK = 0, 1, 2

@@ -391,8 +391,10 @@ class _Scene:
         canvas *= gain
         f, ph = self.jitter
         amp = spec.style.jitter * spec.size
-        dx = int(round(amp * (math.sin(f[0] * 2 * math.pi * t + ph[0]) + 0.5 * math.sin(f[1] * 2 * math.pi * t + ph[1]))))
-        dy = int(round(amp * (math.sin(f[2] * 2 * math.pi * t + ph[2]) + 0.5 * math.sin(f[3] * 2 * math.pi * t + ph[3]))))
+        dx = int(round(amp * (math.sin(f[0] * 2 * math.pi * t + ph[0])
+                              + 0.5 * math.sin(f[1] * 2 * math.pi * t + ph[1]))))
+        dy = int(round(amp * (math.sin(f[2] * 2 * math.pi * t + ph[2])
+                              + 0.5 * math.sin(f[3] * 2 * math.pi * t + ph[3]))))
         m, s = self.margin, spec.size
         out = canvas[m + dy:m + dy + s, m + dx:m + dx + s]
         return np.clip(out, 0, 255).astype(np.uint8)

@@ -7,12 +7,15 @@ always gives the same frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from ...errors import DataError
-from ...typed_json import load_json, save_json, to_dict
+from pydantic import Field
+
+from ...errors import ConfigError, DataError
+from ...jsonfiles import read_json
+from ...settings import Arg, NonNegativeInt, PositiveInt, from_dict, save_json, settings
 
 Split = Literal["train", "val", "test"]
 WORLD_VERSION = 1
@@ -113,16 +116,22 @@ class VideoSpec:
         raise KeyError(oid)
 
 
-@dataclass
+@settings
 class WorldOptions:
-    """How a world was generated (stored in ``world.json``)."""
+    """How a world is generated (stored in ``world.json``)."""
 
-    num_videos: int
-    seed: int
-    duration: float = 60.0
-    size: int = 96
-    fps: float = 8.0
+    num_videos: Annotated[PositiveInt, Field(le=1_000_000), Arg(flag="--videos")]
+    """Number of videos."""
+    seed: Annotated[NonNegativeInt, Field(lt=2**31)] = 0
+    """World seed: everything generated is a function of it."""
+    duration: Annotated[float, Field(ge=4, le=3600)] = 60.0
+    """Seconds per video (4 to 3600)."""
+    size: Annotated[int, Field(ge=32, le=1024, multiple_of=2)] = 96
+    """Frame side in pixels (even, 32 to 1024)."""
+    fps: Annotated[float, Field(ge=1, le=60)] = 8.0
+    """Frames per second of the videos (1 to 60)."""
     split: Literal["auto", "train", "val", "test"] = "auto"
+    """'auto': 80/10/10 by (seed, index); otherwise every video in this split."""
 
 
 @dataclass
@@ -138,7 +147,8 @@ class SynthWorld:
     def load(cls, root: str | Path) -> SynthWorld:
         """Read ``root/world.json`` (strict: wrong keys or types raise a ConfigError)."""
         root = Path(root)
-        world = load_json(cls, root / "world.json")
+        file = root / "world.json"
+        world = from_dict(cls, read_json(file, error=ConfigError), source=str(file))
         if world.version != WORLD_VERSION:
             raise DataError(f"unsupported version {world.version}", file=str(root / "world.json"),
                             field="version")
@@ -147,7 +157,7 @@ class SynthWorld:
 
     def save(self, root: str | Path) -> None:
         """Write ``root/world.json``."""
-        data = to_dict(self)
+        data = asdict(self)
         data.pop("root")
         save_json(data, Path(root) / "world.json")
 

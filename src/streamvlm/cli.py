@@ -1,68 +1,132 @@
-"""The ``streamvlm`` command line. Each subcommand lives in ``streamvlm/commands/<name>.py`` and
-defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; a module with
-``GROUP = "data"`` becomes ``streamvlm data <NAME>``. Modules import heavy libraries inside
-``run`` so that ``streamvlm --help`` stays fast.
+"""The ``streamvlm`` command line.
 
-Expected failures (:class:`~streamvlm.errors.UserError`) print one line and exit with code 2.
+Each command is a module of :mod:`streamvlm.commands` with an ``Options`` settings dataclass (its
+flags, see :mod:`streamvlm.commandline`) and ``run(options) -> int``; the table below names them,
+so ``streamvlm --help`` imports no command and ``streamvlm COMMAND ...`` imports only its own.
+Command modules import torch and the model only inside ``run``, once the options are valid: help
+and every error in the options come back in well under a second.
+
+Expected failures (:class:`~streamvlm.errors.UserError`) print one line and exit with code 2;
+Ctrl-C prints one line and exits with code 130.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import pkgutil
+import os
+import signal
 import sys
+from collections.abc import Sequence
 from types import ModuleType
 
-from . import __version__, commands
+from . import __version__
 from .errors import UserError
 
+PROG = "streamvlm"
 
-def _command_modules() -> list[ModuleType]:
-    mods = []
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{commands.__name__}.{info.name}")
-        if hasattr(mod, "NAME") and hasattr(mod, "run"):
-            mods.append(mod)
-    return mods
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "watch a new synthetic clip with the model: live narration beside the ground truth, "
+                     "then its scores"),
+    "narrate": ("narrate", "narrate a video file, webcam, network stream or image folder live"),
+    "bench": ("bench", "measure streaming inference speed and memory against per-frame and interleaved decoding"),
+    "synth": ("synth", "generate a synthetic egocentric activity world: videos with Ego4D / COIN annotations"),
+    "data check": ("data_check", "validate a conversation JSONL file (fields, turns, times, video paths, features)"),
+    "data convert": ("data_convert", "convert Ego4D / COIN annotations to conversation JSONL (docs/data-format.md)"),
+    "data refine": ("data_refine", "rewrite Ego4D narrations ('#C C picks up the knife') as 'You pick up the knife.'"),
+    "data livechat": ("data_livechat", "write live-chat assistant replies for a JSONL of requests"),
+    "pretrain-tower": ("pretrain_tower", "pretrain a small vision tower on a synthetic world's frames"),
+    "encode": ("encode", "pre-extract frame tokens for every video under a folder (one safetensors file each)"),
+    "train": ("train", "train a model from a recipe config (a JSON file or a shipped recipe), key=value overrides"),
+    "eval": ("eval", "evaluate a model: LM-PPL, TimeDiff, Fluency, LM-correctness (and COIN / Ego4D LTA)"),
+    "tables": ("tables", "reproduce the paper's ablation tables at CPU scale on the synthetic world"),
+    "build-default": ("build_default", "rebuild the embedded default model from scratch"),
+}
+"""Command name -> (module in streamvlm.commands, one-line help)."""
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamvlm", description="Online video language models: narrate and answer over live video streams.")
-    parser.add_argument("--version", action="version", version=f"streamvlm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    groups: dict[str, argparse._SubParsersAction] = {}
-    for mod in _command_modules():
-        group = getattr(mod, "GROUP", None)
-        target = sub
-        if group:
-            if group not in groups:
-                gp = sub.add_parser(group, help=f"{group} commands")
-                groups[group] = gp.add_subparsers(dest=f"{group}_command", metavar="COMMAND", required=True)
-            target = groups[group]
-        p = target.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
-    return parser
+GROUPS = {"data": "annotation files: convert, validate, refine with an LLM, write live-chat replies"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "_run"):
-        parser.print_help()
+def command_module(name: str) -> ModuleType:
+    """The module of command ``name`` (e.g. ``"data convert"``)."""
+    return importlib.import_module(f"streamvlm.commands.{COMMANDS[name][0]}")
+
+
+def _usage(group: str | None = None) -> str:
+    names = [n for n in COMMANDS if (n.split(" ")[0] == group if group else True)]
+    width = max(len(n) for n in names) + 2
+    head = f"usage: {PROG} {group + ' ' if group else ''}COMMAND [options]   ({PROG} COMMAND --help for its options)"
+    lines = [head, ""]
+    if not group:
+        lines += ["Online video language models: narrate and answer over live video streams.", ""]
+    lines += ["commands:"] + [f"  {n:<{width}}{COMMANDS[n][1]}" for n in names]
+    if not group:
+        lines += ["", "options:", "  -h, --help  show this help and exit", "  --version   print the version and exit"]
+    return "\n".join(lines) + "\n"
+
+
+def _split(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(command name, its arguments) from the command line; None when no command is named."""
+    if not argv or argv[0].startswith("-"):
+        return None, argv
+    if argv[0] in GROUPS:
+        if len(argv) > 1 and f"{argv[0]} {argv[1]}" in COMMANDS:
+            return f"{argv[0]} {argv[1]}", argv[2:]
+        return argv[0], argv[1:]
+    return argv[0], argv[1:]
+
+
+def _dispatch(argv: list[str]) -> int:
+    from .commandline import UsageError, parse
+
+    name, rest = _split(argv)
+    if name is None:
+        if rest[:1] == ["--version"]:
+            print(f"{PROG} {__version__}")
+            return 0
+        if rest and rest[0] not in ("-h", "--help"):
+            raise UsageError(f"unknown option {rest[0]} (see `{PROG} --help`)")
+        sys.stdout.write(_usage())
         return 0
+    if name in GROUPS:
+        if not rest or rest[0] in ("-h", "--help"):
+            sys.stdout.write(_usage(name))
+            return 0
+        raise UsageError(f"unknown command '{name} {rest[0]}' (see `{PROG} {name} --help`)")
+    if name not in COMMANDS:
+        raise UsageError(f"unknown command '{name}' (see `{PROG} --help`)")
+    module = command_module(name)
+    options = parse(module.Options, rest, prog=f"{PROG} {name}", description=COMMANDS[name][1],
+                    config_file=getattr(module, "CONFIG_FILE", True),
+                    print_config=getattr(module, "print_config", None))
+    if options is None:  # --print-config
+        return 0
+    return int(module.run(options) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args._run(args) or 0)
+        return _dispatch(argv)
     except UserError as exc:
-        print(f"streamvlm: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("streamvlm: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:  # stdout closed early (e.g. piped into `head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def entry_point() -> None:
+    """The console script: Ctrl-C while Python itself starts up also exits 130 without a traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

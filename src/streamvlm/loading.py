@@ -1,61 +1,178 @@
-"""Resolve what the user names with ``--model`` into a loaded :class:`~streamvlm.model.StreamVLM`.
+"""The one model loader: every command that takes a model (narrate, demo, eval, encode, bench)
+names it with :class:`ModelSource` (``--model --llm --vision --device --dtype``) and loads it
+with :func:`load_model` or :func:`load_frame_encoder_of`.
+
+``--model`` may be:
 
 * nothing: the embedded default model (:mod:`streamvlm.default_model`);
-* a folder written by ``save_pretrained`` (has ``checkpoint.json``);
+* a folder written by ``save_pretrained`` / ``streamvlm train`` (has ``checkpoint.json``);
 * the released VideoLLM-online adapter (a PEFT folder with ``adapter_config.json``), which also
   needs the base LLM (``--llm``, e.g. meta-llama/Meta-Llama-3-8B-Instruct) and the vision tower
-  (``--vision``, e.g. google/siglip-large-patch16-384), as paths or hub ids.
+  (``--vision``, e.g. google/siglip-large-patch16-384), as folders or hub ids;
+* a frame-encoder folder written by ``streamvlm pretrain-tower`` (``encode`` only);
+* a Hugging Face Hub id (``owner/name``) of any of these, downloaded into the Hub cache with
+  ``huggingface_hub`` (or read from it when offline).
+
+This module imports torch only inside its functions, so option classes stay cheap to import.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from .errors import UserError
+from .settings import Device, settings
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+    from .frame_encoder import FrameEncoder
+    from .model import StreamVLM
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
+@settings
+class ModelSource:
+    """Which model to run, and where."""
+
+    model: str | None = None
+    """A checkpoint folder (save_pretrained, streamvlm train), the released VideoLLM-online adapter
+    folder (with --llm and --vision), or a Hugging Face Hub id of one (default: the embedded model)."""
+    llm: str | None = None
+    """Base LLM folder or hub id, for a VideoLLM-online adapter (e.g. meta-llama/Meta-Llama-3-8B-Instruct)."""
+    vision: str | None = None
+    """Vision tower folder or hub id, for a VideoLLM-online adapter (e.g. google/siglip-large-patch16-384)."""
+    device: Device = "auto"
+    """cpu, cuda, cuda:N or mps; auto: cuda when available, else cpu."""
+    dtype: DType = "auto"
+    """Weights dtype; auto: bfloat16 on a GPU, float32 on a CPU."""
+
+
+# ---------------------------------------------------------------------------- devices
+def resolve_device(name: str = "auto") -> torch.device:
+    """A usable torch device for ``name`` (see :data:`streamvlm.settings.Device`)."""
+    import torch
+
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is available here")
-    return torch.device(device)
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA device is available here")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps: no MPS device is available here")
+    return torch.device(name)
 
 
-def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
-    if dtype in (None, "auto"):
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype for ``name``; ``auto``: bfloat16 on a GPU, float32 elsewhere."""
+    import torch
+
+    if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name == "float16" and device.type == "cpu":
+        raise UserError("--dtype float16: not supported on a CPU; use float32 or bfloat16")
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+# ---------------------------------------------------------------------------- locations
+def locate(name: str, *, flag: str = "--model") -> Path:
+    """A local folder for ``name``: the folder itself, or the Hub snapshot of a hub id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise UserError(f"{flag} {name}: not a folder")
+    if not _HUB_ID.fullmatch(name):
+        raise UserError(f"{flag} {name}: no such folder (and not a Hugging Face Hub id like owner/name)")
+    return _download(name, flag)
+
+
+def _download(repo_id: str, flag: str) -> Path:
+    """The Hub snapshot of ``repo_id`` (cached files only when offline)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise UserError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}") from None
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except LocalEntryNotFoundError:
+        raise UserError(f"{flag} {repo_id}: not a local folder, and the Hugging Face Hub cannot be reached "
+                        "(offline?) with no cached copy; download it once with network access, or pass a folder"
+                        ) from None
+    except GatedRepoError:
+        raise UserError(f"{flag} {repo_id}: gated on the Hugging Face Hub; accept its licence and log in "
+                        "(`hf auth login`), then retry") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise UserError(f"{flag} {repo_id}: no such model on the Hugging Face Hub (or it is private)") from None
+    except OSError as exc:
+        raise UserError(f"{flag} {repo_id}: download failed ({str(exc).splitlines()[0]})") from None
 
 
-def load_model(model: str | None = None, *, llm: str | None = None, vision: str | None = None,
-               device: str | None = None, dtype: str | None = None):
-    """Load the model named on the command line, in eval mode, on ``device`` with ``dtype``."""
+def kind_of(folder: Path) -> str:
+    """``checkpoint``, ``adapter`` or ``frame_encoder`` for a model folder."""
+    from .frame_encoder import is_frame_encoder_dir
+
+    if (folder / "checkpoint.json").is_file():
+        return "checkpoint"
+    if (folder / "adapter_config.json").is_file():
+        return "adapter"
+    if is_frame_encoder_dir(folder):
+        return "frame_encoder"
+    raise UserError(f"--model {folder}: not a streamvlm checkpoint (no checkpoint.json), a VideoLLM-online "
+                    "adapter (no adapter_config.json) or a frame-encoder folder (no frame_encoder.json)")
+
+
+# ---------------------------------------------------------------------------- loading
+def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
+    """The model named by ``source``, in eval mode, on its device and dtype."""
     from .checkpoint import load_pretrained, load_videollm_online
     from .default_model import load_default_model
 
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    if model is None:
-        loaded = load_default_model()
+    device = resolve_device(source.device)
+    dtype = resolve_dtype(source.dtype, device)
+    if source.model is None:
+        model = load_default_model()
     else:
-        path = Path(model)
-        if (path / "adapter_config.json").is_file():
-            if not llm or not vision:
-                raise UserError(
-                    f"{model}: a VideoLLM-online adapter needs its base model: pass --llm "
-                    "(e.g. meta-llama/Meta-Llama-3-8B-Instruct) and --vision (e.g. google/siglip-large-patch16-384)"
-                )
-            loaded = load_videollm_online(path, llm, vision, dtype=dt)
-        elif path.is_dir():
-            loaded = load_pretrained(path)
+        folder = locate(source.model)
+        kind = kind_of(folder)
+        if kind == "frame_encoder":
+            raise UserError(f"--model {source.model}: a frame-encoder folder (pretrain-tower) holds no language "
+                            "model; it can only be used with `streamvlm encode`")
+        if kind == "adapter":
+            if not source.llm or not source.vision:
+                raise UserError(f"--model {source.model}: a VideoLLM-online adapter needs its base model: pass --llm "
+                                "(e.g. meta-llama/Meta-Llama-3-8B-Instruct) and --vision "
+                                "(e.g. google/siglip-large-patch16-384)")
+            llm = str(locate(source.llm, flag="--llm"))
+            vision = str(locate(source.vision, flag="--vision"))
+            model = load_videollm_online(folder, llm, vision, dtype=dtype)
         else:
-            raise UserError(f"--model {model}: no such checkpoint folder")
-    return loaded.to(device=dev, dtype=dt).eval()
+            model = load_pretrained(folder, with_vision=with_vision)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def load_frame_encoder_of(source: ModelSource) -> FrameEncoder:
+    """The frame encoder of ``source``: a frame-encoder folder, or a model's own tower."""
+    from .frame_encoder import load_frame_encoder
+
+    if source.model is not None:
+        folder = locate(source.model)
+        if kind_of(folder) == "frame_encoder":
+            device = resolve_device(source.device)
+            return load_frame_encoder(folder).to(device=device, dtype=resolve_dtype(source.dtype, device)).eval()
+    encoder = load_model(source).frame_encoder
+    if encoder is None:
+        raise UserError(f"--model {source.model}: this checkpoint has no frame encoder (vision tower)")
+    return encoder

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from streamvlm.checkpoint import save_pretrained
 from streamvlm.cli import main
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "videos"
@@ -38,7 +39,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny") / "checkpoint"
-    StreamVLM.from_config(tiny_config(), train_tokenizer()).save_pretrained(folder)
+    save_pretrained(StreamVLM.from_config(tiny_config(), train_tokenizer()), folder)
     return folder
 
 

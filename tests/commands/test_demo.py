@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-METRICS_LINE = re.compile(r"^TimeDiff (\d+\.\d+s|-) \| Fluency (\d+%|-) \| LM-correctness (\d+%|-) \| \d+\.\d frames/s$")
+METRICS_LINE = re.compile(r"^TimeDiff (\d+\.\d+s|-) \| Fluency (\d+%|-) \| LM-correctness (\d+%|-) "
+                          r"\| \d+\.\d frames/s$")
 
 
 def test_demo_on_a_synthetic_clip(cli, tiny_checkpoint):
@@ -32,8 +33,10 @@ def test_demo_on_a_synthetic_clip(cli, tiny_checkpoint):
 def test_demo_with_a_video(cli, tiny_checkpoint, short_clip):
     result = cli("demo", "--model", tiny_checkpoint, "--video", short_clip, "--max-new-tokens", "1", "--no-progress")
     assert result.code == 0, result.err
-    assert re.match(r"^12 frames in [\d.]+s \([\d.]+ frames/s\); dropped 0, damaged frames skipped 0$", result.lines[-1])
+    assert re.match(r"^12 frames in [\d.]+s \([\d.]+ frames/s\); dropped 0, damaged frames skipped 0$",
+                    result.lines[-1])
     assert not any("truth:" in line for line in result.lines)
+    assert result.lines[0] == "(0.0s) User: Please concisely narrate the video in real time."  # narration asked
 
 
 def test_demo_without_the_default_model_says_how_to_get_it(cli, monkeypatch, tmp_path):
@@ -43,4 +46,4 @@ def test_demo_without_the_default_model_says_how_to_get_it(cli, monkeypatch, tmp
     result = cli("demo", "--duration", "4")
     assert result.code == 2
     assert result.err.startswith("streamvlm: error: the embedded default model is missing")
-    assert "streamvlm build-default" in result.err
+    assert "streamvlm build-default --install" in result.err

@@ -52,12 +52,13 @@ def test_narrate_synthetic_clip_with_query_and_output(cli, tiny_checkpoint, shor
 
 def test_narrate_real_video(cli, tiny_checkpoint, shared_videos, tmp_path):
     out = tmp_path / "office.jsonl"
-    result = cli("narrate", shared_videos / "mmduet_office.mp4", "--model", tiny_checkpoint, "--query", "4:What is here?",
-                 "--query", "9.5:And now?", "--output", out, "--max-new-tokens", "1", "--no-progress",
-                 "--instruction", "")
+    result = cli("narrate", shared_videos / "mmduet_office.mp4", "--model", tiny_checkpoint,
+                 "--query", "4:What is here?", "--query", "9.5:And now?", "--output", out, "--max-new-tokens", "1",
+                 "--no-progress", "--instruction", "")
     assert result.code == 0, result.err
     events = check_events(result, out)
-    assert [(e["time"], e["text"]) for e in events if e["role"] == "user"] == [(4.0, "What is here?"), (9.5, "And now?")]
+    assert [(e["time"], e["text"]) for e in events if e["role"] == "user"] == \
+        [(4.0, "What is here?"), (9.5, "And now?")]
     frames, dropped, damaged = summary(result)
     assert frames == 30 and dropped == 0 and damaged == 0  # 15 s at 2 frames/s
     assert result.err == ""

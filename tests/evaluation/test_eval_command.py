@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from streamvlm.checkpoint import save_pretrained
 from streamvlm.cli import main
 from streamvlm.data.features import write_features
 
@@ -23,14 +24,15 @@ COIN = {"version": 1, "id": "c1", "video": "clips/a.mp4", "fps": 2.0, "start": 0
         "conversation": [{"role": "stream", "num_frames": 2}, {"role": "user", "content": "What is the action?"}]}
 LTA = {"version": 1, "id": "l1", "video": "clips/a.mp4", "fps": 2.0, "start": 0.0, "task": "lta",
        "future_verbs": ["cut", "put"], "future_nouns": ["onion", "pan"],
-       "conversation": [{"role": "user", "content": "Anticipate the next 2 actions."}, {"role": "stream", "num_frames": 2}]}
+       "conversation": [{"role": "user", "content": "Anticipate the next 2 actions."},
+                        {"role": "stream", "num_frames": 2}]}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     model = tiny_model()
-    model.save_pretrained(str(root / "ckpt"))
+    save_pretrained(model, root / "ckpt")
     torch.manual_seed(0)
     feats = torch.randn(8, model.config.tokens_per_frame, model.config.vision_hidden_size)
     write_features(root / "features" / "clips" / "a.mp4.safetensors", feats, 2.0, "clips/a.mp4")
@@ -39,8 +41,8 @@ def setup(tmp_path_factory):
     return root
 
 
-def run(capsys, *args):
-    code = main(["eval", *map(str, args), "--no-progress"])
+def run(capsys, model, data, *args):
+    code = main(["eval", str(data), "--model", str(model), *map(str, args), "--no-progress"])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -66,9 +68,11 @@ def test_table_and_limit(setup, capsys):
 
 def test_user_errors(setup, capsys, tmp_path):
     code, _, err = run(capsys, setup / "ckpt", tmp_path / "missing.jsonl", "--features", setup / "features")
-    assert code == 2 and "missing.jsonl" in err
+    assert code == 2 and "missing.jsonl" in err and "no such file" in err
     code, _, err = run(capsys, setup / "ckpt", setup / "data.jsonl", "--features", tmp_path / "nofeat")
-    assert code == 2 and "features folder not found" in err
+    assert code == 2 and f"--features {tmp_path / 'nofeat'}: no such folder" in err
+    code, _, err = run(capsys, tmp_path / "nomodel", setup / "data.jsonl", "--features", setup / "features")
+    assert code == 2 and "nomodel" in err and err.count("\n") == 1
     narrow = tmp_path / "narrow"
     write_features(narrow / "clips" / "a.mp4.safetensors", torch.randn(8, 10, 7), 2.0, "clips/a.mp4")
     code, _, err = run(capsys, setup / "ckpt", setup / "data.jsonl", "--features", narrow)
@@ -81,3 +85,22 @@ def test_user_errors(setup, capsys, tmp_path):
     short.write_text(json.dumps({**STREAM, "start": 3.0}) + "\n")
     code, _, err = run(capsys, setup / "ckpt", short, "--features", setup / "features")
     assert code == 2 and "num_frames" in err
+
+
+def test_non_finite_features_are_refused_not_scored(setup, capsys, tmp_path):
+    feats = torch.randn(8, 10, 32)
+    feats[1, 3, 5] = float("nan")
+    nan = tmp_path / "nan"
+    write_features(nan / "clips" / "a.mp4.safetensors", feats, 2.0, "clips/a.mp4")
+    code, out, err = run(capsys, setup / "ckpt", setup / "data.jsonl", "--features", nan, "--json")
+    assert code == 2 and out == "" and "NaN or infinite" in err and "a.mp4.safetensors" in err
+
+
+def test_bad_flag_values_are_refused_before_loading(setup, capsys, tmp_path):
+    for flags, message in ((["--threshold", "nan"], "--threshold: must be a finite number"),
+                           (["--threshold", "1.5"], "--threshold: should be less than or equal to 1"),
+                           (["--limit", "0"], "--limit: should be greater than or equal to 1"),
+                           (["--lta-beams", "x"], "--lta-beams: should be a valid integer")):
+        code, _, err = run(capsys, tmp_path / "not-loaded", setup / "data.jsonl", "--features", setup / "features",
+                           *flags)
+        assert code == 2 and message in err, err

@@ -17,34 +17,42 @@ silent, as a trained model does on most frames (the replies fired are reported).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Literal
 
-NAME = "bench"
-HELP = "measure streaming inference speed and memory against per-frame and interleaved decoding"
+from pydantic import Field
+
+from ..loading import ModelSource
+from ..settings import Arg, settings
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=["tiny", "default", "8b"], default="tiny",
-                        help="tiny: random 4-layer LM (hidden 256); default: the embedded default model; "
-                             "8b: VideoLLM-online-8B shapes, random weights, for a GPU")
-    parser.add_argument("--frames", type=int, default=64, help="frames per method (default 64)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
-                        help="default: float32 on CPU, bfloat16 on CUDA")
-    parser.add_argument("--text-tokens", type=int, default=10,
-                        help="tokens generated per frame by interleaved, eos included (default 10: a narration; "
-                             "the embedded model's narration replies average 9.6)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--force", action="store_true", help="run the 8b preset on a CPU anyway")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--videos", nargs="+", metavar="PATH",
-                        help="also run end to end (decoding, encoding and the LLM in the pipeline) on these video "
-                             "files or folders, e.g. ../shared/data/videos")
+@settings
+class Options:
+    """Options of ``streamvlm bench``."""
+
+    model: ModelSource = field(default_factory=ModelSource)
+    """The model (default: the embedded one), unless --preset names random weights."""
+    preset: Literal["tiny", "8b"] | None = None
+    """Random weights instead of --model: tiny (a 4-layer LM of width 256) or 8b (VideoLLM-online-8B
+    shapes, for a GPU)."""
+    frames: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    """Frames per method."""
+    text_tokens: Annotated[int, Field(ge=1, le=4096)] = 10
+    """Tokens generated per frame by interleaved, eos included (10: a narration; the embedded model's
+    narration replies average 9.6)."""
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """Torch CPU threads (default: torch's)."""
+    force: bool = False
+    """Run the 8b preset on a CPU anyway."""
+    json: bool = False
+    """Print one JSON object instead of a table."""
+    videos: Annotated[list[str], Arg(nargs="+", metavar="PATH")] = field(default_factory=list)
+    """Also run end to end (decoding, encoding and the LLM in the pipeline) on these video files or
+    folders, e.g. ../shared/data/videos."""
 
 
 @dataclass
@@ -58,20 +66,19 @@ class Result:
     replies: int = 0
 
 
-def _build_model(args: argparse.Namespace, torch):
+def _build_model(options: Options, torch):
+    """The model to measure, and whether its weights are random."""
     from ..errors import UserError
+    from ..loading import load_model, resolve_device, resolve_dtype
     from ..model import StreamVLM
     from ..presets import tiny_config, train_tokenizer, videollm_online_8b_config
 
-    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device == "cuda" else torch.float32)
-    if args.preset == "default":
-        try:
-            from ..default_model import load_default_model
-        except ImportError:
-            raise UserError("preset 'default': the embedded default model is not available in this build") from None
-        return load_default_model().to(device=args.device, dtype=dtype).eval(), False
-    if args.preset == "8b":
-        if args.device == "cpu" and not args.force:
+    if options.preset is None:
+        return load_model(options.model), False
+    device = resolve_device(options.model.device)
+    dtype = resolve_dtype(options.model.dtype, device)
+    if options.preset == "8b":
+        if device.type == "cpu" and not options.force:
             raise UserError("preset '8b' needs a GPU (about 17 GB of weights in bf16); use --device cuda, "
                             "or --force to run it on a CPU anyway")
         config = videollm_online_8b_config()
@@ -80,7 +87,7 @@ def _build_model(args: argparse.Namespace, torch):
         config = tiny_config("llama", hidden=256, layers=4, heads=4, kv_heads=2)
         tokenizer = train_tokenizer()
     torch.manual_seed(0)
-    with torch.device(args.device):
+    with device:
         model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
     return model.eval(), True
 
@@ -155,7 +162,7 @@ class _Runner:
         embeds = torch.cat(parts, dim=1)
         start = self.cache.get_seq_length()
         positions = torch.arange(start, start + embeds.shape[1], device=model.device)[None]
-        out = model.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=self.cache,
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
                                     use_cache=True, logits_to_keep=1)
         self.calls += 1
         self.tokens += embeds.shape[1]
@@ -178,28 +185,23 @@ def _timed(name: str, frames, meter_factory, step: Callable[[int], None], finish
     return Result(name, n / elapsed, meter.peak_mib(), kv_mib, tokens / n, calls / n, replies)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: Options) -> int:
     import torch
 
-    from ..errors import UserError
-    from ..inference import GenerationConfig, StreamEngine
     from ..inference.assistant import encode_images
+    from ..inference.config import GenerationConfig
+    from ..inference.engine import StreamEngine
     from ..inference.layout import LayoutIds
 
-    if args.frames < 1:
-        raise UserError(f"--frames: must be >= 1, got {args.frames}")
-    if args.text_tokens < 1:
-        raise UserError(f"--text-tokens: must be >= 1, got {args.text_tokens}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, random_weights = _build_model(args, torch)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    model, random_weights = _build_model(options, torch)
     if random_weights:
         _silence(model, torch)
-    meter = lambda: _Meter(torch, args.device)  # noqa: E731
+    device = model.device.type
+    meter = lambda: _Meter(torch, device)  # noqa: E731
     layout = LayoutIds.from_model(model)
-    n = args.frames
+    n = options.frames
     results: list[Result] = []
 
     with torch.inference_mode():
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
             frames = torch.cat([encode_images(model, images[i : i + 8]) for i in range(0, n, 8)])
         else:
             frames = torch.randn(n, model.config.tokens_per_frame, model.config.llm_hidden_size)
-        if args.device == "cuda":
+        if device == "cuda":
             torch.cuda.synchronize()
         encode_fps = n / (time.perf_counter() - start)
         frames = frames.to(device=model.device, dtype=model.dtype)
@@ -229,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
         results.append(_timed("streaming", frames, meter, stream_step,
                               lambda: (session.tokens_fed, session.llm_calls, _cache_mib(session.cache), replies[0])))
-        del session
+        session.reset()  # free its cache before the next method
 
         def dialogue(name: str, text_tokens: int) -> Result:
             runner = _Runner(model, torch)
@@ -247,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
                           lambda: (runner.tokens, runner.calls, _cache_mib(runner.cache), n))
 
         results.append(dialogue("per-frame", text_tokens=1))
-        results.append(dialogue("interleaved", text_tokens=args.text_tokens))
+        results.append(dialogue("interleaved", text_tokens=options.text_tokens))
 
         # no cache: the streaming context re-run in full at every frame
         no_cache = {"tokens": 0, "calls": 0}
@@ -266,8 +268,8 @@ def run(args: argparse.Namespace) -> int:
         results.append(_timed("no-cache", frames, meter, full_step,
                               lambda: (no_cache["tokens"], no_cache["calls"], 0.0, 0)))
 
-    end_to_end = _end_to_end(args, model) if args.videos else []
-    _report(args, results, encode_fps, random_weights, end_to_end)
+    end_to_end = _end_to_end(options, model) if options.videos else []
+    _report(options, results, encode_fps, random_weights, end_to_end, device, str(model.dtype).removeprefix("torch."))
     return 0
 
 
@@ -286,19 +288,19 @@ class VideoResult:
     damaged_skipped: int
 
 
-def _end_to_end(args: argparse.Namespace, model) -> list[VideoResult]:
+def _end_to_end(options: Options, model) -> list[VideoResult]:
     """Each video through the real pipeline at the model's fps, asked to narrate at 0 s."""
     from pathlib import Path
 
     from ..errors import UserError
-    from ..inference import GenerationConfig
     from ..inference.assistant import LiveAssistant
-    from ..inference.pipeline import StreamPipeline, TimedQuery
+    from ..inference.config import GenerationConfig, TimedQuery
+    from ..inference.narration import NARRATE_INSTRUCTION
+    from ..inference.pipeline import StreamPipeline
     from ..video import open_source
-    from .narrate import NARRATE_INSTRUCTION
 
     paths: list[Path] = []
-    for name in args.videos:
+    for name in options.videos:
         path = Path(name)
         if path.is_dir():
             paths += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -327,24 +329,27 @@ def _end_to_end(args: argparse.Namespace, model) -> list[VideoResult]:
     return results
 
 
-def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, random_weights: bool,
-            end_to_end: list[VideoResult]) -> None:
+def _report(options: Options, results: list[Result], encode_fps: float, random_weights: bool,
+            end_to_end: list[VideoResult], device: str, dtype: str) -> None:
     by_name = {r.method: r for r in results}
     ratios = {
         "streaming/per-frame": by_name["streaming"].frames_per_s / by_name["per-frame"].frames_per_s,
         "streaming/interleaved": by_name["streaming"].frames_per_s / by_name["interleaved"].frames_per_s,
     }
     report = {
-        "preset": args.preset, "device": args.device, "dtype": args.dtype, "frames": args.frames,
+        "model": options.preset or options.model.model or "default", "device": device, "dtype": dtype,
+        "frames": options.frames, "threads": _threads(),
         "random_weights": random_weights, "frame_encoding_fps": encode_fps,
         "methods": [asdict(r) for r in results], "ratios": ratios,
         "end_to_end": [asdict(v) for v in end_to_end],
     }
-    if args.json:
+    if options.json:
         print(json.dumps(report))
         return
-    print(f"preset {args.preset} on {args.device}, {args.frames} frames; frame encoding alone: {encode_fps:.1f} frames/s")
-    header = f"{'method':<12} {'frames/s':>9} {'peak MiB':>9} {'KV MiB':>8} {'tokens/frame':>13} {'LLM calls/frame':>16} {'replies':>8}"
+    print(f"model {report['model']} on {device} ({dtype}, {report['threads']} torch threads), {options.frames} frames; "
+          f"frame encoding alone: {encode_fps:.1f} frames/s")
+    header = (f"{'method':<12} {'frames/s':>9} {'peak MiB':>9} {'KV MiB':>8} "
+              f"{'tokens/frame':>13} {'LLM calls/frame':>16} {'replies':>8}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -353,10 +358,17 @@ def _report(args: argparse.Namespace, results: list[Result], encode_fps: float, 
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
     if end_to_end:
-        print(f"\nend to end (decode + encode + LLM, {args.preset} model, narrating from 0 s):")
-        header = f"{'video':<28} {'seconds':>8} {'frames':>7} {'wall s':>7} {'frames/s':>9} {'x real time':>12} {'replies':>8}"
+        print(f"\nend to end (decode + encode + LLM, {report['model']} model, narrating from 0 s):")
+        header = (f"{'video':<28} {'seconds':>8} {'frames':>7} {'wall s':>7} "
+                  f"{'frames/s':>9} {'x real time':>12} {'replies':>8}")
         print(header)
         print("-" * len(header))
         for v in end_to_end:
             print(f"{v.video:<28} {v.seconds:>8.1f} {v.frames:>7} {v.wall_s:>7.2f} {v.frames_per_s:>9.1f} "
                   f"{v.times_real_time:>12.1f} {v.replies:>8}")
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import field
 from pathlib import Path
 
-NAME = "build-default"
-HELP = "rebuild the embedded default model (synthetic world -> conversations -> tower pretraining -> tiny-synth training)"
+from ..default_model import BuildOptions
+from ..settings import settings
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..default_model import DEFAULT_MODEL_DIR, BuildOptions
+@settings
+class Options:
+    """Options of ``streamvlm build-default``."""
 
-    d = BuildOptions()
-    p.add_argument("--work-dir", type=Path, default=Path("runs/default-model"), help="where the world and runs go")
-    p.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help=f"where the model goes (default: {DEFAULT_MODEL_DIR})")
-    p.add_argument("--videos", type=int, default=d.videos, help=f"training videos [{d.videos}]")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"world seed [{d.seed}]")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"training steps [{d.max_steps}]")
-    p.add_argument("--tower-epochs", type=int, default=d.tower_epochs,
-                   help=f"vision-tower pretraining epochs [{d.tower_epochs}]")
+    work_dir: Path = Path("runs/default-model")
+    """Where the worlds, features and training run go (finished steps are reused)."""
+    out: Path | None = None
+    """Where the model goes (default: WORK_DIR/model)."""
+    install: bool = False
+    """Write the model into this installation, replacing the embedded default model (instead of --out)."""
+    build: BuildOptions = field(default_factory=BuildOptions)
+    """Sizes."""
+
+    def __post_init__(self) -> None:
+        if self.install and self.out is not None:
+            raise ValueError("give --out or --install, not both")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..default_model import BuildOptions, build_default_model
-    from ..errors import UserError
+def run(options: Options) -> int:
+    from ..default_model import DEFAULT_MODEL_DIR, build_default_model
 
-    if args.videos < 1 or args.max_steps < 1 or args.tower_epochs < 1:
-        raise UserError("--videos, --max-steps and --tower-epochs must be >= 1")
-    build_default_model(args.work_dir, args.out, BuildOptions(videos=args.videos, seed=args.seed, max_steps=args.max_steps,
-                                                              tower_epochs=args.tower_epochs))
+    out = DEFAULT_MODEL_DIR if options.install else (options.out or options.work_dir / "model")
+    build_default_model(options.work_dir, out, options.build)
     return 0

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Annotated
 
-NAME = "check"
-GROUP = "data"
-HELP = "Validate a conversation JSONL file (fields, turns, times, video paths, feature coverage)."
+from pydantic import DirectoryPath, FilePath
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="conversation JSONL file")
-    parser.add_argument("--videos-root", help="data root: video paths must stay inside it and exist")
-    parser.add_argument("--features", help="features folder written by `streamvlm encode`: must cover every frame")
+from ..settings import Arg, settings
 
 
-def run(args: argparse.Namespace) -> int:
+@settings
+class Options:
+    """Options of ``streamvlm data check``."""
+
+    file: Annotated[FilePath, Arg(positional=True, metavar="FILE")]
+    """Conversation JSONL file."""
+    videos_root: DirectoryPath | None = None
+    """Data root: video paths must stay inside it and exist."""
+    features: DirectoryPath | None = None
+    """Features folder written by `streamvlm encode`: it must cover every frame."""
+
+
+def run(options: Options) -> int:
     from ..data.check import check_file
 
-    report = check_file(args.file, args.videos_root, args.features)
+    report = check_file(options.file, options.videos_root, options.features)
     for error in report.errors:
         print(error, file=sys.stderr)
     if report.errors:
-        print(f"{len(report.errors)} error(s) in {args.file}", file=sys.stderr)
+        print(f"{len(report.errors)} error(s) in {options.file}", file=sys.stderr)
         return 2
     print(f"OK: {report.conversations} conversations, {report.frames} frames")
     return 0

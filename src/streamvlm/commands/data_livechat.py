@@ -7,50 +7,46 @@ pipelines that place their own questions.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import field
+from pathlib import Path
+from typing import Annotated
 
-NAME = "livechat"
-GROUP = "data"
-HELP = "Write live-chat assistant replies for a JSONL of response requests with rules or an LLM."
+from pydantic import FilePath
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..data.generate.options import add_backend_arguments
-
-    parser.add_argument("requests", metavar="REQUESTS_JSONL",
-                        help="one request per line: video_uid, time, kind, steps, goal, question, history (docs/generation.md)")
-    parser.add_argument("--out", required=True, metavar="REPLIES_JSONL", help="output: each request with its \"reply\"")
-    parser.add_argument("--prompt", help="prompt template file replacing streamvlm/prompts/livechat_response.txt")
-    parser.add_argument("--limit", type=int, help="answer only the first N requests")
-    add_backend_arguments(parser)
+from ..data.generate.options import BackendOptions
+from ..outputs import check_output
+from ..settings import Arg, NonNegativeInt, settings
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
-    import os
-    from pathlib import Path
+@settings
+class Options:
+    """Options of ``streamvlm data livechat``."""
 
-    from ..data.generate.options import backend_from_args
+    requests: Annotated[FilePath, Arg(positional=True, metavar="REQUESTS_JSONL")]
+    """One request per line: video_uid, time, kind, steps, goal, question, history (docs/generation.md)."""
+    out: Annotated[Path, Arg(metavar="REPLIES_JSONL")]
+    """Output: each request with its "reply"."""
+    prompt: FilePath | None = None
+    """Prompt template file replacing streamvlm/prompts/livechat_response.txt."""
+    limit: NonNegativeInt | None = None
+    """Answer only the first N requests."""
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    """Who writes the replies."""
+
+    def __post_init__(self) -> None:
+        check_output(self.out, name="--out", inputs=[self.requests, self.prompt])
+
+
+def run(options: Options) -> int:
+    from ..data.generate.options import make_backend
     from ..data.generate.prompts import load_prompt
-    from ..data.generate.request_file import read_requests
+    from ..data.generate.request_file import answer_file
     from ..data.generate.responder import RESPONSE_PLACEHOLDERS, LLMResponder
     from ..data.rule_responder import RuleResponder
-    from ..errors import UserError
-    from ..typed_json import to_dict
 
-    if args.limit is not None and args.limit < 0:
-        raise UserError("--limit must be >= 0")
-    requests = read_requests(args.requests)[: args.limit]
-    template = load_prompt(args.prompt).require(RESPONSE_PLACEHOLDERS) if args.prompt else None
-    backend = backend_from_args(args)
+    template = load_prompt(options.prompt).require(RESPONSE_PLACEHOLDERS) if options.prompt else None
+    backend = make_backend(options.backend)
     responder = RuleResponder() if backend is None else LLMResponder(backend, template)
-    replies = responder.respond(requests)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for request, reply in zip(requests, replies):
-            f.write(json.dumps({**to_dict(request), "reply": reply}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {len(replies)} replies ({args.backend}) -> {out}")
+    count = answer_file(options.requests, options.out, responder, limit=options.limit)
+    print(f"wrote {count} replies ({options.backend.backend}) -> {options.out}")
     return 0

@@ -2,45 +2,43 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
-NAME = "refine"
-GROUP = "data"
-HELP = "Rewrite Ego4D narrations ('#C C picks up the knife') as 'You pick up the knife.' with an LLM or rules."
+from pydantic import FilePath
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..data.generate.options import add_backend_arguments
-
-    parser.add_argument("narration_json", metavar="NARRATION_JSON", help="Ego4D narration.json")
-    parser.add_argument("--out", required=True, metavar="REFINED_JSON", help="output JSON {annotation_uid: refined text}")
-    parser.add_argument("--prompt", help="prompt template file replacing streamvlm/prompts/refine_narration.txt")
-    parser.add_argument("--limit", type=int, help="refine only the first N narrations (videos in file order, each pass by time)")
-    add_backend_arguments(parser)
+from ..data.generate.options import BackendOptions
+from ..outputs import check_output
+from ..settings import Arg, NonNegativeInt, settings
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..data.formats import read_narration
-    from ..data.generate.narration import REFINE_PLACEHOLDERS, narrations_by_uid, refine_narrations
-    from ..data.generate.options import backend_from_args
+@settings
+class Options:
+    """Options of ``streamvlm data refine``."""
+
+    narration_json: Annotated[FilePath, Arg(positional=True, metavar="NARRATION_JSON")]
+    """Ego4D narration.json."""
+    out: Path
+    """Output JSON {annotation_uid: refined text}."""
+    prompt: FilePath | None = None
+    """Prompt template file replacing streamvlm/prompts/refine_narration.txt."""
+    limit: NonNegativeInt | None = None
+    """Refine only the first N narrations (videos in file order, each pass by time)."""
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    """Who rewrites the narrations."""
+
+    def __post_init__(self) -> None:
+        check_output(self.out, name="--out", inputs=[self.narration_json, self.prompt])
+
+
+def run(options: Options) -> int:
+    from ..data.generate.narration import REFINE_PLACEHOLDERS, refine_file
+    from ..data.generate.options import make_backend
     from ..data.generate.prompts import load_prompt
-    from ..errors import UserError
 
-    if args.limit is not None and args.limit < 0:
-        raise UserError("--limit must be >= 0")
-    narrations = narrations_by_uid(read_narration(args.narration_json), args.narration_json)
-    if args.limit is not None:
-        narrations = narrations[: args.limit]
-    template = load_prompt(args.prompt).require(REFINE_PLACEHOLDERS) if args.prompt else None
-    backend = backend_from_args(args)
-    refined = refine_narrations(narrations, backend, template=template)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(refined, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    print(f"refined {len(refined)} narrations ({args.backend}) -> {out}")
+    template = load_prompt(options.prompt).require(REFINE_PLACEHOLDERS) if options.prompt else None
+    count = refine_file(options.narration_json, options.out, make_backend(options.backend), template=template,
+                        limit=options.limit)
+    print(f"refined {count} narrations ({options.backend.backend}) -> {options.out}")
     return 0

@@ -11,19 +11,20 @@ pipeline's speed. With ``--video`` any video is narrated instead (no ground trut
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from ..errors import UserError
-from .narrate import (NARRATE_INSTRUCTION, EventPrinter, add_generation_arguments, add_model_arguments,
-                      build_assistant, check_stream_arguments, expected_frames, frame_side, preflight, stream)
+from pydantic import Field
 
-NAME = "demo"
-HELP = "watch a new synthetic clip with the model: live narration beside the ground truth, then its scores"
+from ..inference.config import GenerationConfig
+from ..inference.console import EventPrinter
+from ..inference.narration import NARRATE_INSTRUCTION
+from ..loading import ModelSource
+from ..settings import settings
 
 CLIP_SIZE = 64
 NARRATE = NARRATE_INSTRUCTION
@@ -34,13 +35,22 @@ QUESTIONS = (("past", 1 / 3, "What have I done so far to {goal}?"),
 """(kind, fraction of the clip, question) of the timed questions; templates of the live-chat data."""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
-    p.add_argument("--seed", type=int, default=None, help="seed of the synthetic clip (default: a random one)")
-    p.add_argument("--duration", type=float, default=40.0, help="length of the synthetic clip in seconds (default 40)")
-    p.add_argument("--video", help="narrate this video instead of a synthetic clip (no ground truth, no scores)")
-    add_generation_arguments(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+@settings
+class Options:
+    """Options of ``streamvlm demo``."""
+
+    model: ModelSource = field(default_factory=ModelSource)
+    """The model."""
+    seed: Annotated[int, Field(ge=0, lt=2**31)] | None = None
+    """Seed of the synthetic clip (default: a random one; the first line says which, to replay it)."""
+    duration: Annotated[float, Field(ge=4, le=600)] = 40.0
+    """Length of the synthetic clip in seconds (4 to 600)."""
+    video: str | None = None
+    """Narrate this video instead of a synthetic clip (no ground truth, no scores)."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Decisions and replies."""
+    no_progress: bool = False
+    """Hide the progress bar."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class DemoPrinter(EventPrinter):
     """Prints the model's events; after the model's answer to a timed question, the true answer."""
 
     def __init__(self, answers: dict[str, str]) -> None:
-        super().__init__(None)
+        super().__init__()
         self.answers = answers
         self._asked: str | None = None
 
@@ -73,52 +83,44 @@ class DemoPrinter(EventPrinter):
         self.line(f"({line.time:.1f}s) truth: {line.text}")
 
 
-def _check(args: argparse.Namespace) -> None:
-    check_stream_arguments(args)
-    if args.video is not None:
-        preflight(args.video)
-        return
-    if args.seed is not None and args.seed < 0:
-        raise UserError(f"--seed {args.seed}: must be >= 0")
-    if not (math.isfinite(args.duration) and 4.0 <= args.duration <= 600.0):
-        raise UserError(f"--duration {args.duration}: must be between 4 and 600 seconds")
-
-
-def run(args: argparse.Namespace) -> int:
-    _check(args)
+def run(options: Options) -> int:
+    from ..inference.narration import preflight
     from ..loading import load_model
 
-    model = load_model(args.model, llm=args.llm, vision=args.vision, device=args.device, dtype=args.dtype)
-    if args.video is not None:
-        return _narrate_video(model, args)
+    if options.video is not None:
+        preflight(options.video)
+    model = load_model(options.model)
+    if options.video is not None:
+        return _narrate_video(model, options)
     with tempfile.TemporaryDirectory(prefix="streamvlm-demo-") as tmp:
-        return _synthetic(model, args, Path(tmp))
+        return _synthetic(model, options, Path(tmp))
 
 
-def _narrate_video(model, args: argparse.Namespace) -> int:
-    from ..video import open_source
+def _narrate_video(model, options: Options) -> int:
+    from ..inference.config import TimedQuery
+    from ..inference.console import play, summary
+    from ..inference.narration import build_assistant, expected_frames, open_for
 
-    fps = model.config.frame_fps
-    printer = EventPrinter(None)
-    with open_source(args.video, fps=fps, max_side=frame_side(model)) as source:
-        stats = stream(build_assistant(model, args), source, [], realtime=False, printer=printer,
-                       progress=not args.no_progress, total=expected_frames(source, fps))
-        decode = source.stats
-    print(f"{stats.frames} frames in {stats.wall_seconds:.1f}s ({stats.fps:.1f} frames/s); "
-          f"dropped {stats.dropped + decode.dropped}, damaged frames skipped {decode.skipped_corrupt}", flush=True)
+    source, fps = open_for(model, options.video)
+    with source:
+        pipeline = play(build_assistant(model, options.generation), source, [TimedQuery(0.0, NARRATE)], EventPrinter(),
+                        progress=not options.no_progress, total=expected_frames(source, fps))
+    print(summary(pipeline, source.stats), flush=True)
     return 0
 
 
-def _synthetic(model, args: argparse.Namespace, tmp: Path) -> int:
+def _synthetic(model, options: Options, tmp: Path) -> int:
     from ..data.generate import rule_refine
-    from ..data.rule_responder import RuleResponder
     from ..data.responder import ResponseRequest, Step
+    from ..data.rule_responder import RuleResponder
     from ..data.synth import generate_world
-    from ..inference.pipeline import TimedQuery
+    from ..inference.config import TimedQuery
+    from ..inference.console import play
+    from ..inference.narration import build_assistant, expected_frames, frame_side
     from ..video import open_source
 
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
-    world = generate_world(tmp / "world", 1, seed, duration=args.duration, size=CLIP_SIZE, split="test",
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1_000_000)
+    world = generate_world(tmp / "world", 1, seed, duration=options.duration, size=CLIP_SIZE, split="test",
                            workers=1, progress=False)
     spec = world.videos[0]
     print(f"synthetic clip {spec.uid}: {spec.duration:g} s, goal: {spec.goal} (replay it with --seed {seed})",
@@ -149,14 +151,15 @@ def _synthetic(model, args: argparse.Namespace, tmp: Path) -> int:
             yield frame
 
     with open_source(world.video_path(spec.uid), fps=fps, max_side=frame_side(model)) as source:
-        stats = stream(build_assistant(model, args), recorded(source), queries, realtime=False, printer=printer,
-                       progress=not args.no_progress, total=expected_frames(source, fps), on_step=on_step)
+        pipeline = play(build_assistant(model, options.generation), recorded(source), queries, printer,
+                        progress=not options.no_progress, total=expected_frames(source, fps), on_step=on_step)
     for line in due:
         printer.truth(line)
 
-    scores = _score(model, world.root, spec.uid, frames, fps, args.threshold)
+    scores = _score(model, world.root, spec.uid, frames, fps, options.generation.threshold)
     print(f"TimeDiff {_value(scores['time_diff'], '{:.1f}s')} | Fluency {_value(scores['fluency'], '{:.0%}')} | "
-          f"LM-correctness {_value(scores['lm_correctness'], '{:.0%}')} | {stats.fps:.1f} frames/s", flush=True)
+          f"LM-correctness {_value(scores['lm_correctness'], '{:.0%}')} | {pipeline.stats.fps:.1f} frames/s",
+          flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""``streamvlm encode VIDEOS_DIR --model MODEL_DIR --out FEATURES_DIR``: pre-extract frame tokens.
+"""``streamvlm encode VIDEOS_DIR --out FEATURES_DIR [--model MODEL]``: pre-extract frame tokens.
 
-``MODEL_DIR`` is a StreamVLM checkpoint or a frame-encoder folder (``streamvlm pretrain-tower``).
+``MODEL`` is a StreamVLM checkpoint, a frame-encoder folder (``streamvlm pretrain-tower``) or a hub
+id of either; default: the embedded model's tower.
 
 Shard across processes with ``torchrun --nproc_per_node K -m streamvlm.cli encode ...`` or by setting
 ``RANK``/``WORLD_SIZE``: rank r takes every WORLD_SIZE-th video. Finished outputs are skipped.
@@ -8,52 +9,63 @@ Shard across processes with ``torchrun --nproc_per_node K -m streamvlm.cli encod
 
 from __future__ import annotations
 
-import argparse
 import os
+from dataclasses import field, replace
+from pathlib import Path
+from typing import Annotated
 
-NAME = "encode"
-HELP = "Pre-extract frame tokens for every video under a folder (one safetensors file per video)."
+from pydantic import DirectoryPath, Field
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos_dir", metavar="VIDEOS_DIR", help="data root; every video under it is encoded")
-    parser.add_argument("--model", required=True,
-                        help="model folder saved by StreamVLM.save_pretrained, or a frame-encoder folder "
-                             "written by `streamvlm pretrain-tower`")
-    parser.add_argument("--out", required=True, help="features folder (mirrors the video paths, + .safetensors)")
-    parser.add_argument("--fps", type=float, default=2.0, help="frames per second sampled [2]")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per encoder call [32]")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+from ..data.convert.timeline import CONVERSATION_FPS
+from ..loading import ModelSource
+from ..outputs import check_output
+from ..settings import Arg, Fps, settings
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+@settings
+class Options:
+    """Options of ``streamvlm encode``."""
 
-    from ..data.encode import encode_folder
-    from ..errors import ConfigError, UserError
-    from ..frame_encoder import is_frame_encoder_dir, load_frame_encoder
-    from ..model import StreamVLM
+    videos_dir: Annotated[DirectoryPath, Arg(positional=True, metavar="VIDEOS_DIR")]
+    """Data root; every video under it is encoded."""
+    out: Path
+    """Features folder (mirrors the video paths, + .safetensors); finished files are kept."""
+    model: ModelSource = field(default_factory=ModelSource)
+    """The frame encoder: a model, or a frame-encoder folder from `streamvlm pretrain-tower`."""
+    fps: Fps = CONVERSATION_FPS
+    """Frames per second sampled (the conversations' frame rate)."""
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
+    """Frames per encoder call."""
 
-    if args.fps <= 0 or args.batch_size < 1:
-        raise UserError("--fps must be > 0 and --batch-size >= 1")
-    if not os.path.isdir(args.videos_dir):
-        raise UserError(f"{args.videos_dir}: no such folder")
+    def __post_init__(self) -> None:
+        check_output(self.out, name="--out", folder=True, inputs=[self.videos_dir])
+
+
+def _rank() -> tuple[int, int]:
+    from ..errors import UserError
+
     try:
         rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         raise UserError("RANK and WORLD_SIZE must be integers") from None
-    device = args.device
-    if device is None:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    if is_frame_encoder_dir(args.model):
-        encoder = load_frame_encoder(args.model)
-    else:
-        encoder = StreamVLM.from_pretrained(args.model).frame_encoder
-        if encoder is None:
-            raise ConfigError(f"{args.model}: this checkpoint has no frame encoder")
-    encoder = encoder.to(device).eval()
-    report = encode_folder(encoder, args.videos_dir, args.out, fps=args.fps, rank=rank, world_size=world,
-                           batch_size=args.batch_size)
+    if world < 1 or not 0 <= rank < world:
+        raise UserError(f"RANK={rank} and WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
+    return rank, world
+
+
+def run(options: Options) -> int:
+    import torch
+
+    from ..data.encode import encode_folder
+    from ..loading import load_frame_encoder_of
+
+    rank, world = _rank()
+    source = options.model
+    if source.device == "auto" and torch.cuda.is_available():  # one GPU per torchrun process
+        source = replace(source, device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+    encoder = load_frame_encoder_of(source)
+    report = encode_folder(encoder, options.videos_dir, options.out, fps=options.fps, rank=rank, world_size=world,
+                           batch_size=options.batch_size)
     for video, reason in report.failed:
         print(f"failed: {video}: {reason}")
     print(f"rank {rank}/{world}: encoded {len(report.encoded)}, already done {len(report.skipped)}, "

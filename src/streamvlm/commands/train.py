@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
+from dataclasses import field
+from typing import Annotated
 
-NAME = "train"
-HELP = "train a model from a recipe config (a JSON file or a shipped recipe name), with key=value overrides"
+from ..settings import Arg, settings
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="a config JSON file, or a shipped recipe name (e.g. tiny-synth)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, values parsed as JSON when possible: optim.lr=1e-4 data.train=x.jsonl")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+CONFIG_FILE = False
+"""CONFIG is the training config itself: no generic ``--config``."""
 
 
-def run(args: argparse.Namespace) -> int:
+@settings
+class Options:
+    """Options of ``streamvlm train``."""
+
+    config: Annotated[str, Arg(positional=True, metavar="CONFIG")]
+    """A training config JSON file, or a shipped recipe name (e.g. tiny-synth)."""
+    overrides: Annotated[list[str], Arg(positional=True, metavar="key=value", nargs="*")] = field(default_factory=list)
+    """Dotted overrides, values parsed as JSON when possible: optim.lr=1e-4 data.train=x.jsonl."""
+
+
+def resolve(options: Options):
+    """The training config named by the options (validated; files not checked)."""
     from ..train.config import load_train_config
 
-    config = load_train_config(args.config, args.overrides)
-    if args.print_config:
-        from ..train.recipe import config_summary
+    return load_train_config(options.config, options.overrides)
 
-        config.validate(check_paths=False)
-        print(config_summary(config))
-        return 0
-    config.validate()  # data paths and values, before any model loads
+
+def print_config(options: Options) -> None:
+    """``--print-config``: the resolved training config as JSON."""
+    from ..settings import dumps
+
+    sys.stdout.write(dumps(resolve(options)))
+
+
+def run(options: Options) -> int:
+    config = resolve(options)
+    config.check_paths()  # data files exist, before any model loads
 
     from ..train.recipe import train
 

@@ -22,8 +22,16 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamvlm.errors import ConfigError, VideoError
-from streamvlm.video.decoding import (BadFrameCounter, StreamInfo, check_limits, decode_frames,
-                                      open_container, read_image, to_rgb, video_stream)
+from streamvlm.video.decoding import (
+    BadFrameCounter,
+    StreamInfo,
+    check_limits,
+    decode_frames,
+    open_container,
+    read_image,
+    to_rgb,
+    video_stream,
+)
 from streamvlm.video.frames import DecodeStats, Frame
 from streamvlm.video.live import LiveReader
 from streamvlm.video.locate import Location, list_images, locate

@@ -1,0 +1,79 @@
+"""Narrating a source: the pieces every front end (``narrate``, ``demo``, ``bench``, a server)
+shares to stream a video through a model.
+
+* :func:`build_assistant`: a :class:`~streamvlm.inference.assistant.LiveAssistant` with the
+  generation settings and the KV budget (attention sink + recent window);
+* :func:`open_for` / :func:`preflight`: open a source at the model's resolution, or check a
+  local one before any model loads;
+* :func:`event_record`: the JSON object of one event (what ``narrate --output`` writes per line).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserError
+from .config import GenerationConfig, StreamOptions
+
+if TYPE_CHECKING:
+    from ..model import StreamVLM
+    from ..video import FrameSource
+    from .assistant import LiveAssistant
+
+NARRATE_INSTRUCTION = "Please concisely narrate the video in real time."
+"""Asked at 0 s to start a narration, as in training (the upstream evaluation prompt)."""
+
+
+def build_assistant(model: StreamVLM, generation: GenerationConfig | None = None,
+                    kv_budget: int = 0) -> LiveAssistant:
+    """A live assistant over ``model``; ``kv_budget`` > 0 bounds its cache (a sink of budget / 8
+    tokens keeps the session start, the rest is the recent window)."""
+    from .assistant import LiveAssistant
+    from .kv_policy import SinkWindowPolicy
+
+    policy = None
+    if kv_budget:
+        sink = kv_budget // 8
+        policy = SinkWindowPolicy(sink_tokens=sink, window_tokens=kv_budget - sink)
+    return LiveAssistant(model, generation or GenerationConfig(), kv_policy=policy)
+
+
+def frame_side(model: StreamVLM) -> int:
+    """Decode frames no larger than needed: twice the frame encoder's input side (at least 64)."""
+    if model.frame_encoder is None:
+        raise UserError("this model has no frame encoder (vision tower); it cannot watch videos")
+    return max(64, 2 * model.frame_encoder.image_size)
+
+
+def preflight(source: str) -> None:
+    """Open a local file or image folder once and read its header, so that a broken or
+    unsupported source fails in a second, before the model is loaded. Live sources (webcams,
+    URLs, pipes) are left alone: they are opened once, by the stream itself."""
+    from ..video import probe
+    from ..video.locate import locate
+
+    if not locate(source).live:
+        probe(source)
+
+
+def open_for(model: StreamVLM, source: str, stream: StreamOptions | None = None) -> tuple[FrameSource, float]:
+    """Open ``source`` for ``model``: sampled at ``stream.fps`` (default the model's), decoded at
+    :func:`frame_side`. Returns the source and its fps."""
+    from ..video import open_source
+
+    stream = stream or StreamOptions()
+    fps = stream.fps if stream.fps is not None else model.config.frame_fps
+    return open_source(source, fps=fps, max_side=frame_side(model), realtime=stream.realtime), fps
+
+
+def expected_frames(source: FrameSource, fps: float) -> int | None:
+    """Frames the sampler will emit for a source of known duration (frame k at k / fps)."""
+    if not source.duration:
+        return None
+    return max(1, math.ceil(source.duration * fps - 1e-6))
+
+
+def event_record(time: float, role: str, text: str) -> dict[str, Any]:
+    """One event as written to a JSON-lines file: ``{"time", "role", "text"}``."""
+    return {"time": round(time, 3), "role": role, "text": text}

@@ -2,9 +2,9 @@
 
 import torch
 
+from streamvlm.checkpoint import load_pretrained
 from streamvlm.default_model import DEFAULT_MODEL_DIR, BuildOptions, build_default_model, load_default_model
 from streamvlm.frame_encoder import load_frame_encoder
-from streamvlm.model import StreamVLM
 
 
 def test_embedded_model_loads_and_is_live1plus():
@@ -18,7 +18,7 @@ def test_build_default_model_small(tmp_path):
     out = build_default_model(tmp_path / "work", tmp_path / "model",
                               BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0, tower_epochs=1))
     assert out == tmp_path / "model" and not (out / "trainer_state.pt").exists()
-    model = StreamVLM.from_pretrained(out)
+    model = load_pretrained(out)
     assert model.config.tokens_per_frame == 10
     # the pretrained tower is frozen during training: the saved model carries it unchanged
     tower = load_frame_encoder(tmp_path / "work" / "tower")
@@ -27,5 +27,5 @@ def test_build_default_model_small(tmp_path):
     assert model.config.vision.name_or_path is None  # self-contained: the tower's config is inside
     assert str(tmp_path) not in (out / "config.json").read_text()  # and no trace of where it came from
     assert (tmp_path / "work" / "features-heldout").is_dir()  # ready for `streamvlm eval`
-    assert (tmp_path / "work" / "heldout.jsonl").read_text().strip()  # held-out conversations for eval
+    assert (tmp_path / "work" / "world-heldout" / "narration.jsonl").read_text().strip()  # held-out conversations
     assert DEFAULT_MODEL_DIR.is_dir()  # the shipped model was not touched

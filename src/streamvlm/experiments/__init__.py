@@ -1,5 +1,2 @@
-"""Experiments: the paper's ablation tables reproduced at CPU scale (``streamvlm tables``)."""
-
-from .tables import RUNS, RunSpec, TablesOptions, run_tables
-
-__all__ = ["RUNS", "RunSpec", "TablesOptions", "run_tables"]
+"""Experiments: the paper's ablation tables reproduced at CPU scale (``streamvlm tables``), and the
+pipeline steps they share with ``streamvlm build-default``."""

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..outputs import write_text_atomic
+
 if TYPE_CHECKING:
-    from .tables import TablesOptions
+    from .runs import TablesOptions
 
 DISCUSSION_START = "<!-- discussion:start -->"
 DISCUSSION_END = "<!-- discussion:end -->"
@@ -233,5 +235,5 @@ def write_report(path: str | Path, results: dict[str, dict], options: TablesOpti
     target = Path(path)
     text = build_report(results, options, commands, calls_s, out, kept_discussion(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    write_text_atomic(target, text, name="--results")
     return target

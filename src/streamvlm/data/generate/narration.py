@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from ...errors import DataError
 from ..formats import Narration, NarrationVideo
@@ -29,7 +30,8 @@ def narrations_by_uid(videos: Sequence[NarrationVideo], file: str) -> list[Narra
             record = f"{video.video_uid}/{pass_name}"
             for n in narrations:
                 if n.annotation_uid in seen:
-                    raise DataError(f"duplicate annotation_uid {n.annotation_uid!r} (also in {seen[n.annotation_uid]}); "
+                    raise DataError(f"duplicate annotation_uid {n.annotation_uid!r} "
+                                    f"(also in {seen[n.annotation_uid]}); "
                                     "every narration needs its own annotation_uid", file=file, record=record,
                                     field="annotation_uid")
                 seen[n.annotation_uid] = record
@@ -132,3 +134,21 @@ def refine_narrations(narrations: Sequence[Narration], backend: ChatBackend | No
     replies = backend.complete([refine_prompt(template, t) for t in texts], progress="refine" if progress else None)
     refined = {t: clean_refinement(r) or rule_refine(t) for t, r in zip(texts, replies)}
     return {n.annotation_uid: refined[n.text] for n in narrations}
+
+
+def refine_file(narration_json: str | Path, out: str | Path, backend: ChatBackend | None, *,
+                template: PromptTemplate | None = None, limit: int | None = None, progress: bool = True) -> int:
+    """Refine the narrations of an Ego4D ``narration.json`` into ``out`` (``{annotation_uid: text}``,
+    written atomically); ``limit`` takes the first N (videos in file order, each pass by time).
+    Returns how many were written."""
+    import json
+
+    from ...outputs import write_text_atomic
+    from ..formats import read_narration
+
+    narrations = narrations_by_uid(read_narration(narration_json), str(narration_json))
+    if limit is not None:
+        narrations = narrations[:limit]
+    refined = refine_narrations(narrations, backend, template=template, progress=progress)
+    write_text_atomic(out, json.dumps(refined, ensure_ascii=False, indent=1) + "\n", name="--out")
+    return len(refined)

@@ -1,63 +1,77 @@
-"""Command-line options shared by ``streamvlm data refine`` and ``streamvlm data livechat``:
-which backend, which model, where the cache lives."""
+"""Options shared by ``streamvlm data refine``, ``data livechat`` and ``data convert livechat``:
+which backend writes the text, which model, where the reply cache lives."""
 
 from __future__ import annotations
 
-import argparse
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from ...errors import UserError
+from ...settings import Device, PositiveInt, settings
 from .backend import ChatBackend
 
-BACKENDS = ("rule", "transformers", "openai")
+Backend = Literal["rule", "transformers", "openai"]
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("generation backend")
-    g.add_argument("--backend", choices=BACKENDS, default="rule",
-                   help="rule: deterministic, no model; transformers: a local Hugging Face model; "
-                        "openai: an OpenAI-compatible /v1/chat/completions endpoint (default: rule)")
-    g.add_argument("--model", help="model name or folder (transformers), or the served model name (openai)")
-    g.add_argument("--base-url", help="API root including /v1, e.g. http://127.0.0.1:8000/v1 (openai)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the API key (openai; '' sends no key) [OPENAI_API_KEY]")
-    g.add_argument("--batch-size", type=int, default=8,
-                   help="prompts per generate call (transformers) or requests in flight (openai) [8]")
-    g.add_argument("--max-new-tokens", type=int, default=64, help="reply length limit in tokens [64]")
-    g.add_argument("--device", help="torch device for transformers (default: cuda if available, else cpu)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="weights dtype for transformers [auto]")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (openai) [60]")
-    g.add_argument("--max-retries", type=int, default=5, help="retries on 429/5xx/timeouts (openai) [5]")
-    g.add_argument("--cache", help="JSONL reply cache: a rerun reuses it and only asks for what is missing")
+@settings
+class BackendOptions:
+    """Generation backend (LLM refinement and responses)."""
+
+    backend: Backend = "rule"
+    """rule: deterministic, no model; transformers: a local Hugging Face model; openai: an
+    OpenAI-compatible /v1/chat/completions endpoint."""
+    model: str | None = None
+    """Model name or folder (transformers), or the served model name (openai)."""
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """API root including /v1, e.g. http://127.0.0.1:8000/v1 (openai)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (openai; '' sends no key)."""
+    batch_size: Annotated[PositiveInt, Field(le=4096)] = 8
+    """Prompts per generate call (transformers) or requests in flight (openai)."""
+    max_new_tokens: Annotated[PositiveInt, Field(le=8192)] = 64
+    """Reply length limit in tokens."""
+    device: Device = "auto"
+    """Torch device for transformers (auto: cuda if available, else cpu)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype for transformers."""
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """Seconds per HTTP request (openai)."""
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 5
+    """Retries on 429 / 5xx / timeouts (openai)."""
+    cache: str | None = None
+    """JSONL reply cache: a rerun reuses it and only asks for what is missing."""
+
+    def __post_init__(self) -> None:
+        if self.backend != "rule" and not self.model:
+            raise ValueError(f"backend {self.backend} needs --model")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
 
 
-def backend_from_args(args: argparse.Namespace) -> ChatBackend | None:
-    """The backend chosen on the command line (wrapped in the cache when ``--cache`` is given);
-    None for ``--backend rule``."""
-    if args.batch_size < 1 or args.max_new_tokens < 1 or args.max_retries < 0 or args.timeout <= 0:
-        raise UserError("--batch-size and --max-new-tokens must be >= 1, --max-retries >= 0, --timeout > 0")
-    if args.backend == "rule":
+def make_backend(options: BackendOptions) -> ChatBackend | None:
+    """The backend chosen (wrapped in the cache when ``cache`` is set); None for ``rule``."""
+    if options.backend == "rule":
         return None
-    if not args.model:
-        raise UserError(f"--backend {args.backend} needs --model")
     backend: ChatBackend
-    if args.backend == "transformers":
+    if options.backend == "transformers":
         from .transformers_backend import TransformersBackend
 
         try:
-            backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                          device=args.device, dtype=args.dtype)
+            backend = TransformersBackend(options.model, max_new_tokens=options.max_new_tokens,
+                                          batch_size=options.batch_size,
+                                          device=None if options.device == "auto" else options.device,
+                                          dtype=options.dtype)
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load model {args.model!r}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"cannot load model {options.model!r}: {str(exc).splitlines()[0]}") from None
     else:
         from .openai_backend import OpenAIBackend
 
-        if not args.base_url:
-            raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        backend = OpenAIBackend(args.base_url, args.model, api_key_env=args.api_key_env, max_tokens=args.max_new_tokens,
-                                timeout=args.timeout, max_retries=args.max_retries, concurrency=args.batch_size)
-    if args.cache:
+        backend = OpenAIBackend(options.base_url, options.model, api_key_env=options.api_key_env,
+                                max_tokens=options.max_new_tokens, timeout=options.timeout,
+                                max_retries=options.max_retries, concurrency=options.batch_size)
+    if options.cache:
         from .cache import CachedBackend
 
-        backend = CachedBackend(backend, args.cache)
+        backend = CachedBackend(backend, options.cache)
     return backend

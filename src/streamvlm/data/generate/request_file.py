@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import ConfigError, DataError
-from ...typed_json import from_dict
-from ..jsonl import iter_lines
+from ...jsonfiles import iter_jsonl
+from ...settings import from_dict
 from ..responder import ResponseRequest
 
 
@@ -25,7 +25,7 @@ def read_requests(path: str | Path) -> list[ResponseRequest]:
     """Every request of a request JSONL; a malformed line is a DataError naming file, line and field."""
     file = str(path)
     requests = []
-    for number, obj in iter_lines(path):
+    for number, obj in iter_jsonl(path):
         record = f"line {number}"
         try:
             request = from_dict(ResponseRequest, obj)
@@ -41,3 +41,20 @@ def read_requests(path: str | Path) -> list[ResponseRequest]:
             raise DataError("roles must be user or assistant", file=file, record=record, field="history")
         requests.append(request)
     return requests
+
+
+def answer_file(requests_jsonl: str | Path, out: str | Path, responder, *, limit: int | None = None) -> int:
+    """Answer the requests of ``requests_jsonl`` with ``responder`` into ``out``: each request
+    with its ``"reply"``, one JSON object per line, written atomically. Returns how many."""
+    import json
+    from dataclasses import asdict
+
+    from ...outputs import AtomicFile
+
+    requests = read_requests(requests_jsonl)[:limit]
+    replies = responder.respond(requests)
+    with AtomicFile(out, name="--out") as file:
+        for request, reply in zip(requests, replies):
+            file.write(json.dumps({**asdict(request), "reply": reply}, ensure_ascii=False) + "\n")
+        file.commit()
+    return len(replies)

@@ -62,20 +62,6 @@ def _write_one(args: tuple[VideoSpec, str]) -> str:
     return spec.uid
 
 
-def check_options(options: WorldOptions) -> None:
-    """Raise a UserError naming the first bad option."""
-    if options.num_videos <= 0:
-        raise UserError(f"--videos must be positive, got {options.num_videos}")
-    if options.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {options.seed}")
-    if not 4.0 <= options.duration <= 3600.0:
-        raise UserError(f"--duration must be between 4 and 3600 seconds, got {options.duration}")
-    if options.size < 32 or options.size > 1024 or options.size % 2:
-        raise UserError(f"--size must be an even number of pixels in [32, 1024], got {options.size}")
-    if not 1.0 <= options.fps <= 60.0:
-        raise UserError(f"--fps must be between 1 and 60, got {options.fps}")
-
-
 def generate_world(out_dir: str | Path, num_videos: int, seed: int, *, duration: float = 60.0,
                    size: int = 96, fps: float = 8.0, split: Literal["auto", "train", "val", "test"] = "auto",
                    workers: int | None = None, overwrite: bool = False, progress: bool = True) -> SynthWorld:
@@ -86,28 +72,46 @@ def generate_world(out_dir: str | Path, num_videos: int, seed: int, *, duration:
     ``(seed, index)`` (80/10/10); ``"train"``/``"val"``/``"test"`` puts every video in that split
     (e.g. an extra test set from a new seed). ``workers`` defaults to the number of CPUs.
     """
-    from tqdm import tqdm
-
     options = WorldOptions(num_videos=num_videos, seed=seed, duration=float(duration), size=size,
                            fps=float(fps), split=split)
-    check_options(options)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"{out}: folder is not empty (pass --overwrite to replace a generated world)")
-        for name in _OUTPUTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: folder is not empty (pass --overwrite to replace a generated world)")
+    # Everything is written into a staging folder beside ``out`` and moved into place at the end:
+    # a run that fails or is interrupted leaves a world already in ``out`` as it was.
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        world = _generate(staging, options, workers, progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     out.mkdir(parents=True, exist_ok=True)
+    for name in _OUTPUTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        (staging / name).rename(target)
+    shutil.rmtree(staging)
+    world.root = out
+    return world
 
+
+def _generate(staging: Path, options: WorldOptions, workers: int | None, progress: bool) -> SynthWorld:
+    """Write every video, the annotations, ``splits.json`` and ``world.json`` into ``staging``."""
+    from tqdm import tqdm
+
+    seed, num_videos, split = options.seed, options.num_videos, options.split
+    duration, fps, size = options.duration, options.fps, options.size
     videos = [plan_video(seed, i, duration=duration, fps=fps, size=size, split=None if split == "auto" else split)
               for i in range(num_videos)]
-    jobs = [(v, str(out / "videos")) for v in videos]
+    jobs = [(v, str(staging / "videos")) for v in videos]
     workers = max(1, min(workers or os.cpu_count() or 1, num_videos))
     bar = tqdm(total=num_videos, desc="synth videos", unit="video", disable=not progress)
     if workers == 1:
@@ -120,10 +124,9 @@ def generate_world(out_dir: str | Path, num_videos: int, seed: int, *, duration:
                 bar.update()
     bar.close()
 
-    write_annotations(videos, out / "annotations")
+    write_annotations(videos, staging / "annotations")
     splits = {s: [v.uid for v in videos if v.split == s] for s in SPLITS}
-    (out / "splits.json").write_text(json.dumps(splits, indent=1) + "\n", encoding="utf-8")
+    (staging / "splits.json").write_text(json.dumps(splits, indent=1) + "\n", encoding="utf-8")
     world = SynthWorld(WORLD_VERSION, options, videos)
-    world.save(out)
-    world.root = out
+    world.save(staging)
     return world

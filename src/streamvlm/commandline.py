@@ -164,7 +164,7 @@ def parse(cls: type[T], argv: Sequence[str], *, prog: str, description: str = ""
     """Parse and validate ``argv`` into ``cls``; None when ``--print-config`` printed them (with
     ``print_config(options)`` when given, else as JSON)."""
     parser, flags = build_parser(prog, description, cls, config_file=config_file)
-    namespace = vars(parser.parse_args(list(argv)))
+    namespace = vars(parser.parse_intermixed_args(list(argv)))  # positionals after flags too
     data: dict[str, Any] = {}
     for flag in flags:
         if flag.dest in namespace and namespace[flag.dest] is not None:

@@ -52,6 +52,30 @@ class ModelSource:
     dtype: DType = "auto"
     """Weights dtype; auto: bfloat16 on a GPU, float32 on a CPU."""
 
+    def __post_init__(self) -> None:
+        # What can be checked without torch is checked here, so a typo fails in a fraction of a second.
+        for flag, name in (("--model", self.model), ("--llm", self.llm), ("--vision", self.vision)):
+            if name is not None:
+                check_location(name, flag)
+        if self.device.startswith("cuda") and not _gpu_driver_present():
+            raise UserError(f"--device {self.device}: no CUDA device is available here")
+
+
+def _gpu_driver_present() -> bool:
+    """Whether a GPU driver is loaded (NVIDIA or ROCm device nodes); torch has the final word."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+
+
+def check_location(name: str, flag: str = "--model") -> None:
+    """Refuse a model name that is neither an existing folder nor shaped like a Hub id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise UserError(f"{flag} {name}: not a folder")
+    if not _HUB_ID.fullmatch(name):
+        raise UserError(f"{flag} {name}: no such folder (and not a Hugging Face Hub id like owner/name)")
+
 
 # ---------------------------------------------------------------------------- devices
 def resolve_device(name: str = "auto") -> torch.device:
@@ -85,14 +109,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 # ---------------------------------------------------------------------------- locations
 def locate(name: str, *, flag: str = "--model") -> Path:
     """A local folder for ``name``: the folder itself, or the Hub snapshot of a hub id."""
+    check_location(name, flag)
     path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise UserError(f"{flag} {name}: not a folder")
-    if not _HUB_ID.fullmatch(name):
-        raise UserError(f"{flag} {name}: no such folder (and not a Hugging Face Hub id like owner/name)")
-    return _download(name, flag)
+    return path if path.is_dir() else _download(name, flag)
 
 
 def _download(repo_id: str, flag: str) -> Path:

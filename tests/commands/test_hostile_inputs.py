@@ -20,9 +20,11 @@ def test_symlink_loop_as_source(cli, tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("content, fragment", [
-    (DEEP, "nested more than 64 levels"),
-    ('{"version": 1, "id": "a", "video": "a.mp4", "fps": 1e999, "conversation": []}', "number 1e999 is out of range"),
-    ('{"version": 1, "id": "a", "video": "a.mp4", "fps": ' + "9" * 5000 + ', "conversation": []}', "too large"),
+    pytest.param(DEEP, "nested more than 64 levels", id="deep"),
+    pytest.param('{"version": 1, "id": "a", "video": "a.mp4", "fps": 1e999, "conversation": []}',
+                 "number 1e999 is out of range", id="overflow"),
+    pytest.param('{"version": 1, "id": "a", "video": "a.mp4", "fps": ' + "9" * 5000 + ', "conversation": []}',
+                 "too large", id="huge-int"),
 ])
 def test_hostile_jsonl_for_check_eval_and_train(cli, tmp_path, content, fragment):
     data = tmp_path / "data.jsonl"
@@ -31,7 +33,7 @@ def test_hostile_jsonl_for_check_eval_and_train(cli, tmp_path, content, fragment
     features.mkdir()
     result = cli("data", "check", data)
     assert result.code == 2 and fragment in result.err and f"{data}:1" in result.err
-    one_error_line(cli("eval", data, "--features", features, "--model", tmp_path / "unused"), str(data), fragment)
+    one_error_line(cli("eval", data, "--features", features), str(data), fragment)  # before the model loads
     one_error_line(cli("train", "tiny-synth", f"data.train={data}", f"data.features={features}", "data.videos=null",
                        f"output_dir={tmp_path / 'run'}"), str(data), fragment)
     assert not (tmp_path / "run").exists()

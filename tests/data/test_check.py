@@ -122,3 +122,16 @@ def test_convert_cli_writes_checkable_jsonl(root, capsys):
     assert main(["data", "convert", "livechat", str(bad), "--videos-root", str(root / "videos"),
                  "--out", str(out)]) == 2
     assert "refused JSON at line 1 column 46: NaN is not a JSON number" in capsys.readouterr().err
+
+
+def test_convert_lta_sizes_come_from_the_flags(tmp_path, capsys):
+    from streamvlm.data.synth import generate_world
+
+    world = generate_world(tmp_path / "w", 1, 1, duration=60.0, size=32, split="train", workers=1, progress=False)
+    annotations = world.root / "annotations" / "fho_lta_train.json"
+    args = ["data", "convert", "lta", str(annotations), "--videos-root", str(world.root / "videos")]
+    assert main([*args, "--out", str(tmp_path / "default.jsonl")]) == 0  # 8 + 20 actions: more than one video holds
+    assert "wrote 0 conversations" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "small.jsonl"), "--lta-observed", "4", "--lta-future", "4"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "small.jsonl").read_text().splitlines()]
+    assert records and all(len(r["meta"]["verb_labels"]) == 4 for r in records)

@@ -101,6 +101,5 @@ def test_bad_flag_values_are_refused_before_loading(setup, capsys, tmp_path):
                            (["--threshold", "1.5"], "--threshold: should be less than or equal to 1"),
                            (["--limit", "0"], "--limit: should be greater than or equal to 1"),
                            (["--lta-beams", "x"], "--lta-beams: should be a valid integer")):
-        code, _, err = run(capsys, tmp_path / "not-loaded", setup / "data.jsonl", "--features", setup / "features",
-                           *flags)
+        code, _, err = run(capsys, setup / "ckpt", setup / "data.jsonl", "--features", setup / "features", *flags)
         assert code == 2 and message in err, err

@@ -134,6 +134,8 @@ def test_cli_reports_config_errors_in_one_line(capsys):
     assert printed["data"]["method"] == "streaming" and printed["data"]["val"] is None
     assert main(["train", "tiny-synth", "loss.focal_gamma=-5"]) == 2
     assert "loss.focal_gamma" in capsys.readouterr().err
+    assert main(["train", "tiny-synth", "--print-config", "optim.lr=1e-4"]) == 0  # overrides after a flag too
+    assert json.loads(capsys.readouterr().out)["optim"]["lr"] == 1e-4
 
 
 def test_a_fresh_run_never_overwrites_an_earlier_one(tmp_path):

@@ -72,6 +72,10 @@ class ConvertOptions:
     """coin: comma-separated subset of step,task,next,procedure,procedure_goal."""
     subset: Literal["training", "testing"] | None = None
     """coin: only videos of this COIN subset."""
+    lta_observed: Annotated[PositiveInt, Field(le=1000)] = 8
+    """lta: actions observed before the question (Ego4D LTA: 8)."""
+    lta_future: Annotated[PositiveInt, Field(le=1000)] = 20
+    """lta: Z, the future actions to predict (Ego4D LTA: 20)."""
     backend: BackendOptions = field(default_factory=BackendOptions)
     """livechat: who writes the assistant's replies."""
 
@@ -130,7 +134,8 @@ def _records(options: ConvertOptions) -> Iterable[ConversationRecord]:
         chat = LiveChatOptions(fps=options.fps, seed=options.seed, system_prompt=system,
                                max_questions=options.max_questions)
         return convert_livechat(tasks, responder, chat, progress=True)
-    bench = bm.BenchmarkOptions(fps=options.fps, system_prompt=system, video_pattern=options.video_pattern)
+    bench = bm.BenchmarkOptions(fps=options.fps, system_prompt=system, video_pattern=options.video_pattern,
+                                lta_observed=options.lta_observed, lta_future=options.lta_future)
     if options.kind == "coin":
         videos = read_coin(options.annotations)
         labels = bm.coin_label_spaces(videos)

@@ -6,8 +6,7 @@ Importing the package is cheap: the names below load their modules (and torch) o
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -18,9 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'streamvlm' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,6 +1,8 @@
 """Checkpoints: exact round trip, trainable-only saves, the released VideoLLM-online adapter layout,
 and clear errors for broken folders."""
 
+import contextlib
+import io
 import json
 import pickle
 import re
@@ -129,6 +131,47 @@ def test_released_adapter_layout_loads_with_identical_logits(tmp_path):
     assert torch.allclose(got, expected, atol=1e-6)
     with torch.no_grad(), ours.language_model.disable_adapter():  # the adapter really changed the model
         assert not torch.allclose(got, ours.language_model(inputs_embeds=embeds).logits, atol=1e-3)
+    # the layout of the released model: upstream's labels and preprocessing, evaluation rules
+    assert ours.config.last_frame_label == "next_token" and ours.config.vision.resize == "upstream"
+    check_released_adapter_commands(tmp_path, ours)
+
+
+def check_released_adapter_commands(tmp_path, ours):
+    """``streamvlm encode`` and ``streamvlm eval`` load the same adapter through the one loader: the
+    features have the adapter's frame tokens (10 of the tower's width), the metrics are those of
+    ``ours`` under the released model's own (upstream) evaluation rules."""
+    from streamvlm.cli import main
+    from streamvlm.data.features import load_frames, read_info
+    from streamvlm.data.synth import generate_world
+    from streamvlm.evaluation.files import EvalSettings, evaluate_file
+
+    world = generate_world(tmp_path / "world", 1, 3, duration=4.0, size=48, split="test", workers=1, progress=False)
+    video = world.video_path(world.videos[0].uid)
+    flags = ["--model", str(tmp_path / "adapter"), "--llm", str(tmp_path / "llm"), "--vision", str(tmp_path / "vision")]
+    assert main(["encode", str(world.root), "--out", str(tmp_path / "features"), "--fps", "2", *flags]) == 0
+    rel = video.relative_to(world.root).as_posix()
+    feature_file = tmp_path / "features" / (rel + ".safetensors")
+    n = read_info(feature_file).num_frames
+    feats = load_frames(feature_file, 0, n)
+    assert n >= 4 and tuple(feats.shape) == (n, 10, 32)
+    first = n // 2
+    record = {"version": 1, "id": "a", "video": rel, "fps": 2.0, "start": 0.0, "conversation": [
+        {"role": "stream", "num_frames": first, "learn": True},
+        {"role": "assistant", "content": "cool.", "learn": True}, {"role": "user", "content": "what?"},
+        {"role": "assistant", "content": "so cool.", "learn": True},
+        {"role": "stream", "num_frames": n - first, "learn": True},
+        {"role": "assistant", "content": "cool?", "learn": True}]}
+    data = tmp_path / "eval.jsonl"
+    data.write_text(json.dumps(record) + "\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["eval", str(data), "--features", str(tmp_path / "features"), "--json", "--no-progress", *flags])
+    assert code == 0
+    result = json.loads(out.getvalue())
+    assert (result["rules"], result["threshold"]) == ("upstream", 0.0)  # the released model's own rules
+    expected = evaluate_file(ours, data, tmp_path / "features", EvalSettings(), progress=False)
+    for key in ("lm_ppl", "time_diff", "fluency", "lm_correctness"):
+        assert result[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
 
 
 def test_broken_checkpoints_are_named(tmp_path):

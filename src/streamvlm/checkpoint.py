@@ -257,8 +257,9 @@ def load_videollm_online(
 ):
     """Load the released VideoLLM-online adapter (MISSION 1.6 layout) onto its base LLM and tower.
 
-    The model is live1+ (pooled + 3x3 tokens, SigLIP mean = std = 0.5), interval token ``,``,
-    upstream text layout; LoRA settings are read from ``adapter_config.json``.
+    The model is live1+ (pooled + 3x3 tokens, SigLIP mean = std = 0.5, upstream's bicubic resize
+    and centred padding), interval token ``,``, upstream text layout; LoRA settings are read from
+    ``adapter_config.json``.
     """
     from .language_model import load_tokenizer
     adapter_path = Path(adapter_path)
@@ -273,9 +274,10 @@ def load_videollm_online(
     tensors = None if weights.is_file() else load_torch_weights(legacy)  # refuse a bad file before any model
     config = StreamVLMConfig(
         llm_name_or_path=llm_name_or_path,
-        vision=VisionConfig(name_or_path=vision_name_or_path, use_pooled=True, pool_size=3),
+        vision=VisionConfig(name_or_path=vision_name_or_path, use_pooled=True, pool_size=3, resize="upstream"),
         lora=lora,
         interval_token=",",
+        last_frame_label="next_token",  # trained with upstream's labels (docs/upstream.md)
         frame_fps=frame_fps,
     )
     tokenizer = load_tokenizer(llm_name_or_path)

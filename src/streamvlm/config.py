@@ -9,7 +9,7 @@ those of the released VideoLLM-online "live1+" model: SigLIP pooled token + 3x3 
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -42,6 +42,12 @@ class VisionConfig:
     (SigLIP: 0.5, CLIP: OpenAI CLIP mean)."""
     image_std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)] | None = None
     """Per-channel pixel standard deviation (values > 0); ``None`` takes the tower family's own."""
+    resize: Literal["streamvlm", "upstream"] = "streamvlm"
+    """How a frame becomes a square image. ``upstream``: as VideoLLM-online's ffmpeg preprocessing
+    (the released model's): bicubic resize of the long side to the image size, the short side
+    rounded to an even number of pixels, pixels rounded to 8 bits, black padding centred (offsets
+    rounded down to even, as yuv420p video has them). ``streamvlm``: bilinear with antialiasing,
+    padding at the bottom/right (the embedded default model and earlier checkpoints)."""
 
     @property
     def tokens_per_frame(self) -> int:
@@ -56,7 +62,8 @@ class VisionConfig:
 
 @settings
 class TemplateConfig:
-    """Text pieces of the conversation layout. Each piece is tokenized on its own.
+    """Text pieces of the conversation layout. The text between two special tokens is tokenized
+    whole, as upstream (``{system}\\n\\n[``, ``]\\nUser: {query}\\nAssistant:``).
 
     The default reproduces the upstream layout::
 
@@ -106,6 +113,11 @@ class StreamVLMConfig:
     interval_token: str = ","
     """Token that means "stay silent, next frame". Empty: frames are not separated (live1) and
     silence is learned as the end-of-sequence token, as upstream does."""
+    last_frame_label: Literal["silence", "next_token"] = "silence"
+    """Label of the last frame of a stream not followed by a reply (before a user query, or at the
+    end of a conversation): ``silence`` learns the silence token (the interval token; streamvlm's
+    rule: the model is not asked to speak before a question it cannot see yet); ``next_token``
+    learns the token that follows (``]\\n`` or ``]``), as upstream does."""
     stream_loss_weight: NonNegativeFloat = 1.0
     """tau: weight of the learned frame decisions in the loss."""
     frame_fps: Fps = 2.0

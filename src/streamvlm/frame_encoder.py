@@ -129,6 +129,30 @@ def build_tower(config: VisionConfig) -> tuple[PreTrainedModel, TowerFamily]:
     return family.model_class(hf_config), family
 
 
+def upstream_frame_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """``(new_h, new_w, top, left)`` of upstream's ffmpeg filter ``scale=<long side size, short -2>,
+    pad=size:size:(ow-iw)/2:(oh-ih)/2``: the short side keeps the aspect, rounded to an even number;
+    the pad offsets are rounded down to even (yuv420p chroma alignment)."""
+    if w >= h:
+        new_w, new_h = size, max(2, round(h * size / w / 2) * 2)
+    else:
+        new_h, new_w = size, max(2, round(w * size / h / 2) * 2)
+    new_h, new_w = min(new_h, size), min(new_w, size)
+    top, left = ((size - new_h) // 2) & ~1, ((size - new_w) // 2) & ~1
+    return new_h, new_w, top, left
+
+
+def resize_pad_upstream(x: Tensor, size: int) -> Tensor:
+    """``[N, 3, H, W]`` float pixels in [0, 255] -> ``[N, 3, size, size]``: bicubic resize (with
+    antialiasing when shrinking, as ffmpeg's scaler filters), 8-bit rounding, black padding centred."""
+    h, w = x.shape[-2:]
+    new_h, new_w, top, left = upstream_frame_geometry(h, w, size)
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+    x = x.round().clamp(0, 255)
+    return F.pad(x, (left, size - new_w - left, top, size - new_h - top), value=0.0)
+
+
 class FrameEncoder(nn.Module):
     """Image tower + frame-token recipe. ``forward``: ``[N, 3, S, S]`` pixels -> ``[N, T, D_vision]``."""
 
@@ -172,8 +196,9 @@ class FrameEncoder(nn.Module):
     def preprocess(self, frames: Tensor) -> Tensor:
         """uint8 frames ``[N, H, W, 3]`` (or ``[N, 3, H, W]``) -> normalised ``[N, 3, S, S]``.
 
-        Resize so the long side is ``S`` (aspect kept), zero-pad bottom/right to a square, then
-        scale to [0, 1] and normalise with the tower's mean/std (padding is black before that).
+        Resize so the long side is ``S`` (aspect kept), zero-pad to a square (bottom/right, or
+        centred as upstream: ``vision.resize``), then scale to [0, 1] and normalise with the
+        tower's mean/std (padding is black before that).
         """
         if frames.dim() == 3:
             frames = frames[None]
@@ -183,14 +208,17 @@ class FrameEncoder(nn.Module):
             frames = frames.permute(0, 3, 1, 2)
         n, _, h, w = frames.shape
         size = self.image_size
-        scale = size / max(h, w)
-        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
         x = frames.to(device=self.mean.device, dtype=torch.float32)
-        if (new_h, new_w) != (h, w):
-            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-        x = x.clamp(0, 255)
-        if (new_h, new_w) != (size, size):
-            x = F.pad(x, (0, size - new_w, 0, size - new_h), value=0.0)
+        if self.config.resize == "upstream":
+            x = resize_pad_upstream(x, size)
+        else:
+            scale = size / max(h, w)
+            new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+            if (new_h, new_w) != (h, w):
+                x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+            x = x.clamp(0, 255)
+            if (new_h, new_w) != (size, size):
+                x = F.pad(x, (0, size - new_w, 0, size - new_h), value=0.0)
         x = (x / 255.0 - self.mean) / self.std
         return x.to(self.dtype)
 
@@ -235,7 +263,7 @@ def save_frame_encoder(encoder: FrameEncoder, path: str | Path) -> None:
     encoder.tower.save_pretrained(str(path))
     cfg = encoder.config
     recipe = {"use_pooled": cfg.use_pooled, "pool_size": cfg.pool_size, "image_size": encoder.image_size,
-              "image_mean": cfg.image_mean, "image_std": cfg.image_std}
+              "image_mean": cfg.image_mean, "image_std": cfg.image_std, "resize": cfg.resize}
     (path / FRAME_ENCODER_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
 
 
@@ -243,7 +271,7 @@ def is_frame_encoder_dir(path: str | Path) -> bool:
     return (Path(path) / FRAME_ENCODER_FILE).is_file()
 
 
-_RECIPE_FIELDS = {"use_pooled", "pool_size", "image_size", "image_mean", "image_std"}
+_RECIPE_FIELDS = {"use_pooled", "pool_size", "image_size", "image_mean", "image_std", "resize"}
 
 
 def _check_recipe(file: Path, recipe: dict[str, Any]) -> None:
@@ -263,6 +291,8 @@ def _check_recipe(file: Path, recipe: dict[str, Any]) -> None:
     size = recipe.get("image_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 8192):
         raise bad("image_size", "null or an integer in [1, 8192]")
+    if recipe.get("resize", "streamvlm") not in ("streamvlm", "upstream"):
+        raise bad("resize", "'streamvlm' or 'upstream'")
     for field in ("image_mean", "image_std"):
         value = recipe.get(field)
         if value is None:

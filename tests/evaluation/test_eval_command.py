@@ -103,3 +103,19 @@ def test_bad_flag_values_are_refused_before_loading(setup, capsys, tmp_path):
                            (["--lta-beams", "x"], "--lta-beams: should be a valid integer")):
         code, _, err = run(capsys, setup / "ckpt", setup / "data.jsonl", "--features", setup / "features", *flags)
         assert code == 2 and message in err, err
+
+
+def test_rules_are_named_and_upstream_rules_are_selectable(setup, capsys):
+    """The output says which rules were used; ``--rules upstream`` is threshold 0 (argmax), every
+    turn with a learned frame timed, missing metrics neutral; a flag overrides one rule."""
+    args = (setup / "ckpt", setup / "data.jsonl", "--features", setup / "features", "--json")
+    default = json.loads(run(capsys, *args)[1])
+    assert (default["rules"], default["threshold"], default["timing"], default["missing_metric"]) == (
+        "streamvlm", 0.725, "reply_frame", "skip")
+    upstream = json.loads(run(capsys, *args, "--rules", "upstream")[1])
+    assert (upstream["rules"], upstream["threshold"], upstream["timing"], upstream["missing_metric"]) == (
+        "upstream", 0.0, "learned_frames", "neutral")
+    mixed = json.loads(run(capsys, *args, "--rules", "upstream", "--threshold", "0.5")[1])
+    assert (mixed["threshold"], mixed["timing"]) == (0.5, "learned_frames")
+    code, out, _ = run(capsys, *args[:-1], "--rules", "upstream")
+    assert code == 0 and "rules" in out and "upstream (timed turns: learned_frames" in out

@@ -90,3 +90,17 @@ def test_record_without_timing_has_no_fluency():
     assert r.fluency is None and r.time_diff is None and r.lm_ppl == 1.0 and r.lm_correctness == 1.0
     out = aggregate([[r]])
     assert out["time_diff"] is None and out["fluency"] is None and out["lm_ppl"] == 1.0
+
+
+def test_aggregate_neutral_counts_a_conversation_lacking_a_metric_as_upstream():
+    """upstream's stream_evaluate returns PPL 1 / diff 0 / fluency 1 / correctness 1 for a
+    conversation without any turn for a metric; ``skip`` (streamvlm) leaves it out."""
+    timed = [TurnRecord(0, fps=2.0, reply_tokens=2, lm_loss=math.log(3.0), correct_tokens=1, decisions=2,
+                        frame_diff=-2)]
+    untimed = [TurnRecord(1, fps=2.0, reply_tokens=2, lm_loss=math.log(5.0), correct_tokens=0)]
+    skip = aggregate([timed, untimed], "skip")
+    neutral = aggregate([timed, untimed], "neutral")
+    assert skip["time_diff"] == pytest.approx(1.0) and neutral["time_diff"] == pytest.approx(0.5)
+    assert skip["fluency"] == pytest.approx(1 / 4) and neutral["fluency"] == pytest.approx((1 / 4 + 1) / 2)
+    assert skip["lm_ppl"] == neutral["lm_ppl"] == pytest.approx(4.0)
+    assert aggregate([[], timed], "neutral")["lm_correctness"] == pytest.approx((1 + 0.5) / 2)

@@ -162,3 +162,12 @@ def test_feeding_after_the_cut_cache_equals_a_fresh_forward():
     assert [s.p_interval for s in fed] == pytest.approx(probs.tolist(), abs=1e-5)
     assert full.cache.get_seq_length() == len(rendered.input_ids)  # the full cache is left intact
     torch.testing.assert_close(full.logits, again.logits)
+
+
+def test_reply_to_a_query_is_timed_under_upstream_rules():
+    """``timed_turns="learned_frames"`` (upstream): any turn with a learned frame is timed, its last
+    learned frame taken as the gold one."""
+    model = ScriptedModel()
+    turns = [Turn("stream", num_frames=2, learn=True), Turn("user", "what?"), Turn("assistant", "cup", learn=True)]
+    (record,) = evaluate_conversation(model, turns, frame_ids(2, 2), 0.0, fps=2.0, timed_turns="learned_frames")
+    assert record.frame_diff is not None and record.decisions == 2 and record.fluency is not None

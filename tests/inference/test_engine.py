@@ -18,8 +18,8 @@ class ReplyIdsRenderer(ConversationRenderer):
         super().__init__(model.tokenizer, model.config, model.token_ids)
         self.contents = contents
 
-    def encode_content(self, text: str) -> list[int]:
-        return self.contents[text] if text in self.contents else super().encode_content(text)
+    def fixed_content_ids(self, text: str) -> list[int] | None:
+        return self.contents.get(text)
 
 
 def drive(session, model, frame_tokens, queries):

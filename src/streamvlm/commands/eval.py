@@ -60,6 +60,9 @@ def print_table(result: dict) -> None:
     if result.get("skipped_downstream"):
         counts.append(("downstream lines skipped (no --downstream)", result["skipped_downstream"]))
     counts.append(("threshold", result["threshold"]))
+    if "rules" in result:  # docs/upstream.md: streamvlm's or upstream's evaluation rules
+        counts.append(("rules", f"{result['rules']} (timed turns: {result['timing']}, "
+                                f"conversation lacking a metric: {result['missing_metric']})"))
     width = max(len(label) for label, _ in rows + counts)
     for label, value in rows + counts:
         print(f"{label:<{width}}  {value}")

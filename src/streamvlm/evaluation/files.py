@@ -10,22 +10,57 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from ..errors import DataError, UserError
 from ..inference.config import DEFAULT_THRESHOLD
 from ..settings import PositiveInt, Probability, settings
+from .metrics import MissingMetric, TimedTurns
+
+Rules = Literal["streamvlm", "upstream"]
+RULES: dict[str, dict[str, Any]] = {
+    "streamvlm": {"threshold": DEFAULT_THRESHOLD, "timing": "reply_frame", "missing_metric": "skip"},
+    "upstream": {"threshold": 0.0, "timing": "learned_frames", "missing_metric": "neutral"},
+}
+"""What each set of evaluation rules sets (see ``docs/upstream.md``)."""
+
+
+def resolve_rules(settings: EvalSettings, model_config=None) -> dict[str, Any]:
+    """The rules in force: ``rules`` (or the model's own), then each field set explicitly."""
+    name = settings.rules
+    if name is None:
+        name = "upstream" if getattr(model_config, "last_frame_label", None) == "next_token" else "streamvlm"
+    out: dict[str, Any] = {"rules": name, **RULES[name]}
+    for key in RULES[name]:
+        if getattr(settings, key) is not None:
+            out[key] = getattr(settings, key)
+    return out
 
 
 @settings
 class EvalSettings:
     """How a model is evaluated."""
 
-    threshold: Probability = DEFAULT_THRESHOLD
+    rules: Rules | None = None
+    """Evaluation rules, each overridable below. ``upstream`` (numbers comparable with the paper):
+    threshold 0, every turn with a learned frame timed, a conversation lacking a metric counted as
+    LM-PPL 1 / TimeDiff 0 / Fluency 1 / LM-correctness 1. ``streamvlm``: threshold 0.725, only turns
+    whose reply follows their last learned frame timed, such conversations left out. Default: the
+    model's own (``upstream`` for a model trained with upstream's labels, last_frame_label
+    next_token: the released adapter and the live1 recipes; ``streamvlm`` otherwise)."""
+    threshold: Probability | None = None
     """theta: the interval token is zeroed below this probability (0: plain argmax, as upstream's
-    evaluation)."""
+    evaluation). Default: the rules' (upstream 0, streamvlm 0.725)."""
+    timing: TimedTurns | None = None
+    """Turns that get TimeDiff and Fluency: ``reply_frame`` (streamvlm) those whose reply directly
+    follows their last learned frame; ``learned_frames`` (upstream) every turn with a learned frame
+    decision, a reply to a user query included. Default: the rules'."""
+    missing_metric: MissingMetric | None = None
+    """A conversation with no turn for a metric: ``skip`` (streamvlm) leaves it out of that metric's
+    mean; ``neutral`` (upstream) counts it as LM-PPL 1, TimeDiff 0, Fluency 1, LM-correctness 1.
+    Default: the rules'."""
     limit: PositiveInt | None = None
     """Evaluate only the first N lines."""
     downstream: bool = False
@@ -62,9 +97,11 @@ def evaluate_records(model, records: list, data: str | Path, features: str | Pat
     reader = FeatureReader(features, model.config.tokens_per_frame, model.config.vision_hidden_size)
     for item in items:  # every feature file present and consistent before any scoring
         reader.check(item.record)
-    result: dict[str, Any] = {"threshold": opt.threshold}
-    result.update(evaluate_dataset(model, (reader.stream_sample(i) for i in stream_items), opt.threshold,
-                                   progress=progress, total=len(stream_items)))
+    rules = resolve_rules(opt, model.config)
+    result: dict[str, Any] = dict(rules)
+    result.update(evaluate_dataset(model, (reader.stream_sample(i) for i in stream_items), rules["threshold"],
+                                   progress=progress, total=len(stream_items), timed_turns=rules["timing"],
+                                   missing_metric=rules["missing_metric"]))
     if opt.downstream:
         verbs = {v for i in task_items for v in i.future_verbs}
         caps = {} if opt.max_new_tokens is None else {"coin_max_new_tokens": opt.max_new_tokens,

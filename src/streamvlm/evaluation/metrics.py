@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..decision import FrameScore, responds
 
@@ -136,6 +137,10 @@ class TurnRecord:
 
 
 METRICS = ("lm_ppl", "time_diff", "fluency", "lm_correctness")
+TimedTurns = Literal["reply_frame", "learned_frames"]
+MissingMetric = Literal["skip", "neutral"]
+NEUTRAL = {"lm_ppl": 1.0, "time_diff": 0.0, "fluency": 1.0, "lm_correctness": 1.0}
+"""What upstream's ``stream_evaluate`` returns for a conversation lacking a metric."""
 
 
 def conversation_means(records: Sequence[TurnRecord]) -> dict[str, float | None]:
@@ -147,13 +152,19 @@ def conversation_means(records: Sequence[TurnRecord]) -> dict[str, float | None]
     return out
 
 
-def aggregate(conversations: Sequence[Sequence[TurnRecord]]) -> dict[str, float | int | None]:
-    """Dataset scores: the mean over conversations of each conversation's per-turn mean
-    (conversations without any turn for a metric do not count for it), plus counts."""
+def aggregate(conversations: Sequence[Sequence[TurnRecord]],
+              missing_metric: MissingMetric = "skip") -> dict[str, float | int | None]:
+    """Dataset scores: the mean over conversations of each conversation's per-turn mean, plus
+    counts. A conversation without any turn for a metric does not count for it (``skip``), or
+    counts as :data:`NEUTRAL` (``neutral``: LM-PPL 1, TimeDiff 0, Fluency 1, LM-correctness 1, as
+    upstream)."""
     means = [conversation_means(records) for records in conversations]
     out: dict[str, float | int | None] = {}
     for name in METRICS:
-        values = [m[name] for m in means if m[name] is not None]
+        if missing_metric == "neutral":
+            values = [NEUTRAL[name] if m[name] is None else m[name] for m in means]
+        else:
+            values = [m[name] for m in means if m[name] is not None]
         out[name] = sum(values) / len(values) if values else None
     turns = [r for records in conversations for r in records]
     out["conversations"] = len(conversations)

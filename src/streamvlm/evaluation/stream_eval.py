@@ -11,6 +11,7 @@ interval token as in the stream layout. The metric logic itself lives in
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,16 @@ from transformers import Cache
 
 from ..conversation import RenderedConversation, Turn, TurnSpan
 from ..decision import FrameScore, frame_scores
-from .metrics import TurnRecord, aggregate, correct_prefix, frames_to_feed, in_turn_diff, late_diff
+from .metrics import (
+    MissingMetric,
+    TimedTurns,
+    TurnRecord,
+    aggregate,
+    correct_prefix,
+    frames_to_feed,
+    in_turn_diff,
+    late_diff,
+)
 
 
 @dataclass
@@ -88,12 +98,15 @@ def _following_scores(model, cache: Cache, prefix_length: int, frames: Tensor) -
 
 
 def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, threshold: float,
-                          fps: float) -> list[TurnRecord]:
+                          fps: float, timed_turns: TimedTurns = "reply_frame") -> list[TurnRecord]:
     """Evaluate one gold conversation; one :class:`TurnRecord` per assistant turn.
 
     ``model`` is a :class:`~streamvlm.model.StreamVLM` (or an object with its ``renderer``,
     ``token_ids``, ``config``, ``device`` and ``forward``). ``frames`` holds one entry per frame
-    of the conversation. ``threshold`` is theta on P(interval).
+    of the conversation. ``threshold`` is theta on P(interval). ``timed_turns``: which turns get
+    TimeDiff and Fluency: ``reply_frame`` those whose last learned frame is the one the reply
+    directly follows; ``learned_frames`` (upstream) every turn with a learned frame decision, its
+    last one taken as the gold frame (a reply to a user query included).
     """
     rendered = model.renderer.render(turns)
     given = 0 if frames is None else frames.shape[0]
@@ -117,7 +130,8 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
                 record.reply_tokens = len(targets)
                 record.lm_loss = float(losses.mean())
                 record.correct_tokens = correct_prefix((rows.argmax(-1) == gold).tolist())
-            gold_frame = seg.decisions[-1] if seg.decisions and seg.decisions[-1].speaks else None
+            timed = seg.decisions and (seg.decisions[-1].speaks or timed_turns == "learned_frames")
+            gold_frame = seg.decisions[-1] if timed else None
             if gold_frame is not None:
                 scores = frame_scores(logits[[d.position for d in seg.decisions]], silence_id)
                 record.decisions = len(scores)
@@ -137,11 +151,13 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
 
 
 def evaluate_dataset(model, samples: Iterable[EvalSample], threshold: float, *, progress: bool = False,
-                     total: int | None = None, evaluate=None) -> dict[str, float | int | None]:
+                     total: int | None = None, evaluate=None, timed_turns: TimedTurns = "reply_frame",
+                     missing_metric: MissingMetric = "skip") -> dict[str, float | int | None]:
     """Evaluate every conversation and aggregate (see :func:`~streamvlm.evaluation.metrics.aggregate`):
     keys ``lm_ppl``, ``time_diff`` (seconds), ``fluency``, ``lm_correctness`` and counts.
-    ``evaluate`` replaces :func:`evaluate_conversation` (same signature), e.g. for another layout."""
-    evaluate = evaluate or evaluate_conversation
+    ``evaluate`` replaces :func:`evaluate_conversation` (its first five arguments), e.g. for another
+    layout; ``timed_turns`` goes to :func:`evaluate_conversation`, ``missing_metric`` to ``aggregate``."""
+    evaluate = evaluate or functools.partial(evaluate_conversation, timed_turns=timed_turns)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
@@ -151,4 +167,4 @@ def evaluate_dataset(model, samples: Iterable[EvalSample], threshold: float, *, 
         ]
     finally:
         model.train(was_training)
-    return aggregate(results)
+    return aggregate(results, missing_metric)

@@ -65,7 +65,7 @@ class LiveAssistant:
 
     def ask(self, text: str, time: float) -> None:
         """Ask a question; it is answered at the next frame boundary (see ``push_frame``)."""
-        self.session.push_query(self.model.renderer.encode_content(text), time)
+        self.session.push_query(text, time)
 
     def reset(self) -> None:
         self.session.reset()

@@ -54,6 +54,7 @@ class SessionTrace:
 class _Query:
     time: float
     token_ids: list[int]
+    text: str | None = None
 
 
 class StreamEngine:
@@ -125,13 +126,18 @@ class StreamSession:
         token after a silent frame, eos after a reply)."""
         return list(self._pending)
 
-    def push_query(self, token_ids: list[int], time: float) -> None:
-        """Queue a user query (content ids, e.g. ``renderer.encode_content(text)``); it is inserted
-        and answered at the next frame boundary at or after ``time``."""
+    def push_query(self, query: str | list[int], time: float) -> None:
+        """Queue a user query; it is inserted and answered at the next frame boundary at or after
+        ``time``. Text is tokenized with its surroundings (``]\\nUser: {query}\\nAssistant:``), as
+        the renderer does and upstream was trained; content ids (``renderer.encode_content(text)``)
+        are fed as given between the pieces."""
         self._check_time(time)
-        if not token_ids:
+        if not query:
             raise ValueError("push_query: empty query")
-        self._queries.append(_Query(float(time), list(token_ids)))
+        if isinstance(query, str):
+            self._queries.append(_Query(float(time), self.model.renderer.encode_content(query), query))
+        else:
+            self._queries.append(_Query(float(time), list(query)))
 
     @torch.inference_mode()
     def push_frame(self, frame_embeds: Tensor, time: float) -> list[Event]:
@@ -186,12 +192,16 @@ class StreamSession:
         events = []
         while self._queries and is_due(self._queries[0]):
             query = self._queries.pop(0)
-            if self._state == "stream":
-                self._take_pending()  # the interval decided after the last frame is replaced
-                opening = list(self.ids.user_open_after_stream)
+            after_stream = self._state == "stream"
+            # after a stream the interval decided after the last frame is replaced; after a reply
+            # its last token and eos are still pending
+            head = [] if after_stream else self._take_pending()
+            self._pending = []
+            if query.text is not None:
+                prompt = head + self.model.renderer.encode_query_prompt(query.text, after_stream)
             else:
-                opening = self._take_pending() + list(self.ids.user_open_after_reply)
-            prompt = opening + query.token_ids + list(self.ids.reply_open_after_user)
+                opening = self.ids.user_open_after_stream if after_stream else self.ids.user_open_after_reply
+                prompt = head + list(opening) + query.token_ids + list(self.ids.reply_open_after_user)
             events.append(Event(query.time, "user", list(query.token_ids), index))
             events.append(Event(query.time, "assistant", self._reply(prompt), index))
         return events

@@ -1,8 +1,9 @@
 """The token-id pieces of the stream layout, resolved once per model.
 
 The engine works in token ids only; this is where the template strings become ids, exactly as
-:class:`~streamvlm.conversation.ConversationRenderer` tokenizes them (an opening piece is
-tokenized together with the closing text still pending before it, e.g. ``"]" + "\\nUser:"``).
+:class:`~streamvlm.conversation.ConversationRenderer` tokenizes them: the text between two special
+tokens is tokenized whole (e.g. ``"]\\nUser: {query}\\nAssistant:"``, see
+:meth:`~streamvlm.conversation.ConversationRenderer.encode_query_prompt`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ class LayoutIds:
     ``after_reply`` pieces follow a reply's eos, ``start`` opens the whole session."""
 
     start: tuple[int, ...]
-    """``<bos>{system}`` + ``system_close + stream_open`` (``\\n\\n[``); without a system prompt
-    ``<bos>`` + ``stream_open``."""
+    """``<bos>`` + ``{system}`` + ``system_close + stream_open`` (``\\n\\n[``), the text tokenized
+    whole (Llama-3 merges the prompt's last ``.`` with ``\\n\\n``); without a system prompt ``<bos>``
+    + ``stream_open``."""
     stream_open: tuple[int, ...]
     interval_id: int | None
     silence_id: int
@@ -36,10 +38,10 @@ class LayoutIds:
         """``system_prompt_ids``: ``None`` takes the template's default system prompt; ``[]`` means
         no system turn."""
         renderer, ids, tpl = model.renderer, model.token_ids, model.config.template
-        if system_prompt_ids is None:
-            system_prompt_ids = renderer.encode(tpl.system_prompt)
         bos = [ids.bos_id] if ids.bos_id is not None else []
-        if system_prompt_ids:
+        if system_prompt_ids is None and tpl.system_prompt:  # tokenized whole, as upstream (``.\n\n[``)
+            start = bos + renderer.encode(tpl.system_prompt + tpl.system_close + tpl.stream_open)
+        elif system_prompt_ids:
             start = bos + list(system_prompt_ids) + renderer.encode(tpl.system_close + tpl.stream_open)
         else:
             start = bos + list(ids.stream_open_ids)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "watch a new synthetic clip with the model: live narration beside the ground truth, "
                      "then its scores"),
     "narrate": ("narrate", "narrate a video file, webcam, network stream or image folder live"),
+    "serve": ("serve", "serve live streams: WebSocket protocol, video uploads, a browser app with webcam, metrics"),
     "bench": ("bench", "measure streaming inference speed and memory against per-frame and interleaved decoding"),
     "synth": ("synth", "generate a synthetic egocentric activity world: videos with Ego4D / COIN annotations"),
     "data check": ("data_check", "validate a conversation JSONL file (fields, turns, times, video paths, features)"),

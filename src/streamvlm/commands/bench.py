@@ -53,6 +53,14 @@ class Options:
     videos: Annotated[list[str], Arg(nargs="+", metavar="PATH")] = field(default_factory=list)
     """Also run end to end (decoding, encoding and the LLM in the pipeline) on these video files or
     folders, e.g. ../shared/data/videos."""
+    serve: bool = False
+    """Instead: a bounded load run of streamvlm serve on 127.0.0.1 (an ephemeral port): --sessions
+    WebSocket clients stream frames in real time for --seconds; prints sessions held, aggregate
+    frames/s, p50/p99 per-frame latency and memory per session."""
+    sessions: Annotated[int, Field(ge=1, le=1024)] = 4
+    """With --serve: concurrent streams."""
+    seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """With --serve: how long each stream sends frames."""
 
 
 @dataclass
@@ -198,6 +206,8 @@ def run(options: Options) -> int:
     model, random_weights = _build_model(options, torch)
     if random_weights:
         _silence(model, torch)
+    if options.serve:
+        return _serve_load(options, model)
     device = model.device.type
     meter = lambda: _Meter(torch, device)  # noqa: E731
     layout = LayoutIds.from_model(model)
@@ -366,6 +376,25 @@ def _report(options: Options, results: list[Result], encode_fps: float, random_w
         for v in end_to_end:
             print(f"{v.video:<28} {v.seconds:>8.1f} {v.frames:>7} {v.wall_s:>7.2f} {v.frames_per_s:>9.1f} "
                   f"{v.times_real_time:>12.1f} {v.replies:>8}")
+
+
+def _serve_load(options: Options, model) -> int:
+    from ..errors import UserError
+
+    try:
+        from ..serve.loadtest import format_report, load_run
+    except ImportError as exc:
+        raise UserError(f"bench --serve needs the serve extra ({exc.name} is missing)") from None
+    report = load_run(model, sessions=options.sessions, seconds=options.seconds)
+    report["model"] = options.preset or options.model.model or "default"
+    report["device"] = model.device.type
+    report["threads"] = _threads()
+    if options.json:
+        print(json.dumps(report))
+    else:
+        print(f"model {report['model']} on {report['device']} ({report['threads']} torch threads)")
+        print(format_report(report))
+    return 0
 
 
 def _threads() -> int:

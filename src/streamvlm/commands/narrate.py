@@ -3,10 +3,12 @@ print what it says as it happens."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated
 
+from ..errors import UserError
 from ..inference.config import GenerationConfig, QueryText, StreamOptions
 from ..inference.narration import NARRATE_INSTRUCTION
 from ..loading import ModelSource
@@ -31,13 +33,30 @@ class Options:
     instruction: str = NARRATE_INSTRUCTION
     """Asked at 0 s to start the narration, as in training ('' asks nothing)."""
     output: Path | None = None
-    """Write the events as JSON lines to this file (it replaces an existing file only when the run ends)."""
+    """Write the events as JSON lines to this file (it replaces an existing file only when the run
+    ends); '-' writes them to stdout (the event lines then go to stderr)."""
+    subtitles: Path | None = None
+    """Write the replies as subtitles: WebVTT (.vtt) or SubRip (.srt), by the file's extension."""
+    server: str | None = None
+    """Stream SOURCE through a streamvlm serve at this URL (http://HOST:PORT) instead of a local model."""
+    api_key_env: str | None = None
+    """With --server: the environment variable holding its API key."""
     no_progress: bool = False
     """Hide the progress bar."""
 
     def __post_init__(self) -> None:
-        if self.output is not None:
+        if self.output is not None and str(self.output) != "-":
             check_output(self.output, name="--output", inputs=[self.source])
+        if self.subtitles is not None:
+            if self.subtitles.suffix.lower() not in (".vtt", ".srt"):
+                raise UserError(f"--subtitles {self.subtitles}: name a .vtt (WebVTT) or .srt (SubRip) file")
+            check_output(self.subtitles, name="--subtitles", inputs=[self.source])
+        if self.server is not None:
+            from ..client import stream_url
+
+            stream_url(self.server)
+            if self.model.model or self.model.llm or self.model.vision:
+                raise UserError("--server: the server's model narrates; --model, --llm and --vision are its own flags")
 
 
 def queries(options: Options) -> list:
@@ -56,9 +75,11 @@ def run(options: Options) -> int:
     from ..loading import load_model
 
     preflight(options.source)  # a broken local source fails before the model loads
+    if options.server is not None:
+        return _run_remote(options)
     model = load_model(options.model)
     assistant = build_assistant(model, options.generation, options.stream.kv_budget)
-    printer = EventPrinter(options.output)
+    printer = EventPrinter(options.output, options.subtitles)
     keep = False
     try:
         source, fps = open_for(model, options.source, options.stream)
@@ -71,5 +92,68 @@ def run(options: Options) -> int:
         raise
     finally:
         printer.finish(keep=keep)
-    print(summary(pipeline, source.stats), flush=True)
+    print(summary(pipeline, source.stats), flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)
+    return 0
+
+
+def _run_remote(options: Options) -> int:
+    """``--server``: decode SOURCE here, stream its frames to the server (losslessly: it waits
+    rather than drops), print its events as local narration does."""
+    import os
+    import threading
+    import time
+
+    from ..client import open_stream
+    from ..inference.console import EventPrinter
+    from ..video import open_source
+
+    key = os.environ.get(options.api_key_env) if options.api_key_env else None
+    printer = EventPrinter(options.output, options.subtitles)
+    keep = False
+    frames = 0
+    start = time.monotonic()
+    try:
+        with open_stream(options.server, api_key=key) as stream:
+            session = stream.session
+            fps = options.stream.fps or session.fps
+            source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
+                                 realtime=options.stream.realtime)
+            stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
+            for q in queries(options):
+                stream.ask(q.text, q.time)
+            failure: list[BaseException] = []
+
+            def send() -> None:
+                nonlocal frames
+                try:
+                    with source:
+                        for frame in source:
+                            stream.send_frame(frame.time, frame.image)
+                            frames += 1
+                    stream.end()
+                except BaseException as exc:  # raised in the caller's thread
+                    failure.append(exc)
+                    stream.close()
+
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
+            for message in stream.events():
+                if message.type in ("user", "assistant"):
+                    printer(message.time, message.type, message.text)
+                elif message.type == "error":
+                    print(f"streamvlm: server: {message.message}", file=sys.stderr, flush=True)
+            sender.join(timeout=5)
+            if failure:
+                raise failure[0]
+            if stream.close_code not in (1000, None):
+                raise UserError(f"{options.server}: the server closed the stream (code {stream.close_code})")
+        keep = True
+    except KeyboardInterrupt:
+        keep = True
+        raise
+    finally:
+        printer.finish(keep=keep)
+    wall = time.monotonic() - start
+    print(f"{frames} frames in {wall:.1f}s ({frames / wall if wall else 0:.1f} frames/s) via {options.server}",
+          flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)
     return 0

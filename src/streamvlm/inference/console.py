@@ -19,35 +19,73 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 class EventPrinter:
     """Prints ``(12.5s) Assistant: ...`` lines (above the progress bar, control characters as
-    spaces) and, with ``output``, writes each event as a JSON line (see :func:`event_record`)."""
+    spaces) and, with ``output``, writes each event as a JSON line (see :func:`event_record`);
+    ``output`` ``-`` writes the JSON lines to stdout (the event lines then go to stderr).
+    ``subtitles`` (``.vtt`` WebVTT, ``.srt`` SubRip) gets the assistant's replies as timed cues."""
 
-    def __init__(self, output: Path | None = None) -> None:
+    def __init__(self, output: Path | None = None, subtitles: Path | None = None) -> None:
         self.bar: Any = None
         self.events = 0
-        self.file = AtomicFile(output, name="--output") if output is not None else None
+        self.stdout_json = output is not None and str(output) == "-"
+        self.file = AtomicFile(output, name="--output") if output is not None and not self.stdout_json else None
+        self.subtitles = subtitles
+        self.replies: list[tuple[float, str]] = []
 
     def __call__(self, time: float, role: str, text: str) -> None:
         self.line(f"({time:.1f}s) {role.capitalize()}: {_CONTROL.sub(' ', text)}")
         self.events += 1
+        record = json.dumps(event_record(time, role, text), ensure_ascii=False) + "\n"
         if self.file is not None:
-            self.file.write(json.dumps(event_record(time, role, text), ensure_ascii=False) + "\n")
+            self.file.write(record)
             self.file.flush()
+        if self.stdout_json:
+            sys.stdout.write(record)
+            sys.stdout.flush()
+        if role == "assistant" and text.strip():
+            self.replies.append((time, _CONTROL.sub(" ", text).strip()))
 
     def line(self, text: str) -> None:
-        """Print a line on stdout without breaking the progress bar."""
+        """Print a line on stdout (stderr with ``--output -``) without breaking the progress bar."""
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.write(text, file=sys.stderr if self.stdout_json else sys.stdout)
         else:
-            print(text, flush=True)
+            print(text, flush=True, file=sys.stderr if self.stdout_json else sys.stdout)
 
     def finish(self, *, keep: bool) -> None:
-        """Move the JSON lines into place (``keep``), or drop them: an existing file is replaced
-        only by a run that produced its content."""
+        """Move the JSON lines (and subtitles) into place (``keep``), or drop them: an existing file
+        is replaced only by a run that produced its content."""
         if self.file is not None:
             if keep:
                 self.file.commit()
             else:
                 self.file.discard()
+        if self.subtitles is not None and keep:
+            from ..outputs import write_text_atomic
+
+            write_text_atomic(self.subtitles, subtitles_text(self.replies, srt=self.subtitles.suffix.lower() == ".srt"),
+                              name="--subtitles")
+
+
+def _stamp(seconds: float, srt: bool) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{',' if srt else '.'}{ms:03d}"
+
+
+def subtitles_text(replies: list[tuple[float, str]], *, srt: bool = False, longest: float = 4.0) -> str:
+    """Timed replies -> WebVTT (or SRT) text: each shown from its time until the next one, at most
+    ``longest`` seconds."""
+    out = [] if srt else ["WEBVTT", ""]
+    for i, (start, text) in enumerate(replies):
+        end = start + longest
+        if i + 1 < len(replies):
+            end = min(end, max(replies[i + 1][0], start + 0.5))
+        if srt:
+            out.append(str(i + 1))
+        out += [f"{_stamp(start, srt)} --> {_stamp(end, srt)}", text.replace("-->", "->"), ""]
+    return "\n".join(out)
 
 
 def play(assistant, frames: Iterable[Any], queries: Iterable[TimedQuery], printer: EventPrinter, *,

@@ -13,6 +13,7 @@ a reply decoded until eos or ``max_new_tokens``. User queries are inserted at a 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -92,6 +93,9 @@ class StreamSession:
         self.gen = engine.generation
         self.ids = engine.layout
         self._record = record
+        self.on_token: Callable[[list[int]], None] | None = None
+        """Called with the reply's ids so far after each decoded token (a server streams them);
+        an exception it raises aborts the reply and propagates."""
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -217,6 +221,8 @@ class StreamSession:
                 self._pending = [self.ids.eos_id]
                 break
             content.append(token)
+            if self.on_token is not None:
+                self.on_token(content)
             if len(content) == self.gen.max_new_tokens:
                 self._pending = [token, self.ids.eos_id]
                 break

@@ -1,0 +1,11 @@
+"""``streamvlm serve``: the live service (FastAPI + uvicorn, the ``serve`` extra).
+
+* :mod:`.protocol`: the versioned WebSocket / HTTP message schema (pydantic models);
+* :mod:`.limits`: the caps and timeouts (a settings dataclass, flags of ``streamvlm serve``);
+* :mod:`.images`: frame bytes -> RGB, with the pixel cap checked on the header before decoding;
+* :mod:`.scheduler`: the one worker thread that owns the model and serves every session fairly;
+* :mod:`.app`: the FastAPI application (``/v1/stream``, ``/v1/narrate``, health, metrics, the app);
+* :mod:`.runner`: run it with uvicorn (blocking, or in a background thread for tests and bench).
+
+Only :mod:`.protocol` and :mod:`.limits` import without the ``serve`` extra.
+"""

@@ -1,0 +1,408 @@
+"""The FastAPI application of ``streamvlm serve`` (protocol: :mod:`.protocol`, docs/serve.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ..inference.config import GenerationConfig, StreamOptions, TimedQuery, parse_query
+from ..inference.narration import NARRATE_INSTRUCTION, event_record, frame_side
+from .limits import ServeLimits
+from .metrics import ServeMetrics
+from .protocol import (
+    CLIENT_MESSAGE,
+    AssistantMessage,
+    CloseCode,
+    ConfigMessage,
+    EndMessage,
+    ErrorCode,
+    ErrorMessage,
+    Limits,
+    QueryMessage,
+    SessionMessage,
+    StatsMessage,
+    UserMessage,
+    json_schema,
+    split_frame,
+)
+from .scheduler import Close, Scheduler, Session
+
+STATIC = Path(__file__).parent / "static"
+OPEN_PATHS = ("/", "/healthz", "/readyz", "/static/", "/favicon.ico")
+"""Paths answered without the API key (the app page, health checks for load balancers)."""
+MAX_BACKLOG = 1024
+"""Messages waiting for a client; more means it does not read: dropped as a slow reader."""
+MAX_ERRORS = 64
+"""Errors a stream may cause before it is closed with 1008."""
+MAX_PENDING_QUERIES = 64
+"""Questions waiting for a frame at or after their time, per stream."""
+
+
+@dataclass
+class ServeState:
+    """What one app holds: the scheduler, the limits, the key, the metrics."""
+
+    scheduler: Scheduler
+    limits: ServeLimits
+    model: Any
+    stream: StreamOptions
+    fps: float
+    api_key: str | None
+    metrics: ServeMetrics
+    uploads: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="streamvlm-uploads-")))
+
+
+def _authorized(state: ServeState, headers: Any, params: Any) -> bool:
+    if state.api_key is None:
+        return True
+    given = headers.get("x-api-key") or params.get("key") or ""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    return hmac.compare_digest(given.encode(), state.api_key.encode())
+
+
+def create_app(model: Any, *, generation: GenerationConfig | None = None, stream: StreamOptions | None = None,
+               limits: ServeLimits | None = None, api_key: str | None = None) -> FastAPI:
+    """The app serving ``model`` (already loaded); its worker thread runs while the app runs."""
+    generation = generation or GenerationConfig()
+    stream = stream or StreamOptions()
+    limits = limits or ServeLimits()
+    metrics = ServeMetrics()
+    fps = stream.fps if stream.fps is not None else float(model.config.frame_fps)
+    scheduler = Scheduler(model, generation, kv_budget=stream.kv_budget, limits=limits, metrics=metrics,
+                          max_side=frame_side(model))
+    state = ServeState(scheduler, limits, model, stream, fps, api_key, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            shutil.rmtree(state.uploads, ignore_errors=True)
+
+    app = FastAPI(title="streamvlm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.serve = state
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        path = request.url.path
+        if not (path in OPEN_PATHS or path.startswith("/static/")) and not _authorized(
+                state, request.headers, request.query_params):
+            return JSONResponse({"code": ErrorCode.UNAUTHORIZED, "message": "missing or wrong API key"}, 401)
+        return await call_next(request)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "sessions": scheduler.count}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready = not scheduler.full
+        return JSONResponse({"ready": ready, "sessions": scheduler.count, "max_sessions": limits.max_sessions},
+                            200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/schema")
+    async def schema() -> dict[str, Any]:
+        return json_schema()
+
+    @app.websocket("/v1/stream")
+    async def stream_socket(ws: WebSocket) -> None:
+        await _stream(ws, state)
+
+    @app.post("/v1/narrate")
+    async def narrate(request: Request) -> Response:
+        return await _narrate(request, state)
+
+    return app
+
+
+# ============================================================================ WebSocket
+async def _stream(ws: WebSocket, state: ServeState) -> None:
+    await ws.accept()
+    if not _authorized(state, ws.headers, ws.query_params):
+        await _refuse(ws, ErrorCode.UNAUTHORIZED, "missing or wrong API key", CloseCode.UNAUTHORIZED)
+        return
+    loop = asyncio.get_running_loop()
+    outbox: asyncio.Queue = asyncio.Queue()
+
+    def emit(message: Any) -> None:
+        loop.call_soon_threadsafe(outbox.put_nowait, message)
+
+    session = state.scheduler.open(emit)
+    if session is None:
+        await _refuse(ws, ErrorCode.SERVER_FULL, f"{state.limits.max_sessions} streams are running; try again later",
+                      CloseCode.SERVER_FULL)
+        return
+    tasks: list[asyncio.Task] = []
+    try:
+        limits = state.limits
+        await ws.send_text(SessionMessage(
+            id=session.id, fps=state.fps, frame_side=state.scheduler.max_side or 0,
+            threshold=session.assistant.session.gen.threshold,
+            limits=Limits(max_message_bytes=limits.max_message_bytes, max_image_pixels=limits.max_image_pixels,
+                          max_query_chars=limits.max_query_chars, queue_frames=limits.queue_frames,
+                          idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout)).model_dump_json())
+        tasks = [asyncio.create_task(_reader(ws, state, session, outbox)),
+                 asyncio.create_task(_writer(ws, state, outbox)),
+                 asyncio.create_task(_stats(state, session, outbox))]
+        await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    finally:
+        state.scheduler.close(session)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if ws.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(CloseCode.NORMAL), 1.0)
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close: int) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_text(ErrorMessage(code=code, message=message).model_dump_json())
+        await ws.close(close, message[:100])
+
+
+async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: asyncio.Queue) -> None:
+    limits = state.limits
+    scheduler = state.scheduler
+    errors = 0
+
+    def error(code: str, message: str) -> None:
+        nonlocal errors
+        errors += 1
+        outbox.put_nowait(ErrorMessage(code=code, message=message))
+        if errors >= MAX_ERRORS:
+            outbox.put_nowait(Close(CloseCode.POLICY, "too many errors"))
+
+    while True:
+        try:
+            # after `end` the client waits for the server: no idle timeout
+            message = await asyncio.wait_for(ws.receive(), None if session.ending else limits.idle_timeout)
+        except asyncio.TimeoutError:
+            outbox.put_nowait(ErrorMessage(code=ErrorCode.IDLE_TIMEOUT,
+                                           message=f"nothing received for {limits.idle_timeout:g} s"))
+            outbox.put_nowait(Close(CloseCode.IDLE_TIMEOUT, "idle"))
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        data, text = message.get("bytes"), message.get("text")
+        size = len(data) if data is not None else len(text.encode()) if text is not None else 0
+        if size > limits.max_message_bytes:
+            outbox.put_nowait(ErrorMessage(code=ErrorCode.MESSAGE_TOO_LARGE,
+                                           message=f"message of {size} bytes > {limits.max_message_bytes}"))
+            outbox.put_nowait(Close(CloseCode.TOO_BIG, "message too large"))
+            return
+        if data is not None:
+            try:
+                time_, image = split_frame(data)
+            except ValueError as exc:
+                session.rejected += 1
+                error(ErrorCode.BAD_FRAME, str(exc))
+                continue
+            while not session.live and len(session.frames) >= session.queue_frames and not session.closed:
+                await asyncio.sleep(0.005)  # lossless: stop reading (back-pressure) instead of dropping
+            problem = scheduler.submit_frame(session, time_, image)
+            if problem is not None:
+                session.rejected += 1
+                error(ErrorCode.BAD_TIME if "backwards" in problem else ErrorCode.ENDED, problem)
+            continue
+        if text is None:
+            continue
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            error(ErrorCode.BAD_JSON, "a text message must be one JSON object")
+            continue
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if kind not in ("query", "config", "end"):
+            error(ErrorCode.UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r} (query, config, end)")
+            continue
+        try:
+            parsed = CLIENT_MESSAGE.validate_python(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"][1:]) or kind
+            code = ErrorCode.BAD_TIME if where == "time" else ErrorCode.BAD_MESSAGE
+            error(code, f"{kind}: {where}: {first['msg']}")
+            continue
+        if isinstance(parsed, QueryMessage):
+            if len(parsed.text) > limits.max_query_chars:
+                error(ErrorCode.QUERY_TOO_LONG, f"a question has at most {limits.max_query_chars} characters")
+                continue
+            if not math.isfinite(parsed.time):
+                error(ErrorCode.BAD_TIME, "query: time must be finite")
+                continue
+            if len(session.queries) >= MAX_PENDING_QUERIES:
+                error(ErrorCode.BAD_MESSAGE, f"{MAX_PENDING_QUERIES} questions are already waiting for their frame")
+                continue
+            scheduler.submit_query(session, TimedQuery(parsed.time, parsed.text.strip()))
+        elif isinstance(parsed, ConfigMessage):
+            if parsed.threshold is not None:
+                scheduler.set_threshold(session, parsed.threshold)
+            if parsed.drop_frames is not None:
+                session.live = parsed.drop_frames
+        elif isinstance(parsed, EndMessage):
+            scheduler.end(session)
+
+
+async def _writer(ws: WebSocket, state: ServeState, outbox: asyncio.Queue) -> None:
+    timeout = state.limits.write_timeout
+    while True:
+        message = await outbox.get()
+        if isinstance(message, Close):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(int(message.code), message.reason), timeout)
+            return
+        if outbox.qsize() > MAX_BACKLOG:
+            await _drop_slow(ws, state)
+            return
+        try:
+            await asyncio.wait_for(ws.send_text(message.model_dump_json()), timeout)
+        except asyncio.TimeoutError:
+            await _drop_slow(ws, state)
+            return
+
+
+async def _drop_slow(ws: WebSocket, state: ServeState) -> None:
+    state.metrics.slow_readers.inc()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(CloseCode.SLOW_READER, "slow reader"), 1.0)
+
+
+async def _stats(state: ServeState, session: Session, outbox: asyncio.Queue) -> None:
+    loop = asyncio.get_running_loop()
+    last_time, last_done, last_latency = loop.time(), 0, 0.0
+    while True:
+        await asyncio.sleep(state.limits.stats_interval)
+        now, done, latency = loop.time(), session.processed, session.latency_sum
+        frames = done - last_done
+        outbox.put_nowait(StatsMessage(
+            frames_received=session.received, frames_processed=done, frames_dropped=session.dropped,
+            frames_rejected=session.rejected, fps=round(frames / max(now - last_time, 1e-9), 2),
+            latency_ms=round(1000 * (latency - last_latency) / frames, 1) if frames else 0.0,
+            queue=len(session.frames), kv_tokens=session.kv_tokens))
+        last_time, last_done, last_latency = now, done, latency
+
+
+# ============================================================================ POST /v1/narrate
+def _bad(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status)
+
+
+async def _narrate(request: Request, state: ServeState) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    limits = state.limits
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_upload_bytes:
+        return _bad(413, "upload_too_large", f"uploads are limited to {limits.max_upload_bytes} bytes")
+    try:
+        asked = [parse_query(q) for q in request.query_params.getlist("query")]
+    except ValueError as exc:
+        return _bad(422, ErrorCode.BAD_MESSAGE, str(exc))
+    instruction = request.query_params.get("instruction", NARRATE_INSTRUCTION).strip()
+    if any(len(q.text) > limits.max_query_chars for q in asked) or len(instruction) > limits.max_query_chars:
+        return _bad(422, ErrorCode.QUERY_TOO_LONG, f"a question has at most {limits.max_query_chars} characters")
+    if instruction:
+        asked.insert(0, TimedQuery(0.0, instruction))
+    handle = tempfile.NamedTemporaryFile(dir=state.uploads, suffix=".upload", delete=False)  # noqa: SIM115
+    path = Path(handle.name)
+    keep_file = False
+    try:
+        size = 0
+        with handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_upload_bytes:
+                    return _bad(413, "upload_too_large", f"uploads are limited to {limits.max_upload_bytes} bytes")
+                handle.write(chunk)
+        if size == 0:
+            return _bad(400, "bad_video", "send the video file as the request body")
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue = asyncio.Queue()
+        session = state.scheduler.open(lambda m: loop.call_soon_threadsafe(outbox.put_nowait, m),
+                                       live=False, deltas=False)
+        if session is None:
+            return _bad(503, ErrorCode.SERVER_FULL, f"{limits.max_sessions} streams are running; try again later")
+        try:
+            source = await run_in_threadpool(_open_upload, state, path)
+        except Exception as exc:
+            state.scheduler.close(session)
+            return _bad(400, "bad_video", str(exc).replace(str(path), "the upload"))
+        for q in asked:
+            state.scheduler.submit_query(session, q)
+        threading.Thread(target=_feed, args=(state, session, source, path), daemon=True).start()
+        keep_file = True  # the feeder deletes it
+        return StreamingResponse(_lines(state, session, outbox), media_type="application/x-ndjson")
+    finally:
+        if not keep_file:
+            path.unlink(missing_ok=True)
+
+
+def _open_upload(state: ServeState, path: Path) -> Any:
+    from ..video import open_source
+
+    return open_source(str(path), fps=state.fps, max_side=frame_side(state.model), allow_urls=False,
+                       max_pixels=state.limits.max_image_pixels)
+
+
+def _feed(state: ServeState, session: Session, source: Any, path: Path) -> None:
+    try:
+        with source:
+            for frame in source:
+                if state.scheduler.submit_frame(session, frame.time, frame.image) is not None:
+                    return
+    except Exception as exc:
+        session.emit(ErrorMessage(code="bad_video", message=str(exc).replace(str(path), "the upload")))
+    finally:
+        path.unlink(missing_ok=True)
+        state.scheduler.end(session)
+
+
+async def _lines(state: ServeState, session: Session, outbox: asyncio.Queue) -> AsyncIterator[str]:
+    try:
+        while True:
+            message = await outbox.get()
+            if isinstance(message, Close):
+                return
+            if isinstance(message, (UserMessage, AssistantMessage)):
+                yield json.dumps(event_record(message.time, message.type, message.text), ensure_ascii=False) + "\n"
+            elif isinstance(message, ErrorMessage) and message.code != ErrorCode.ENDED:
+                yield json.dumps({"error": message.code, "message": message.message}, ensure_ascii=False) + "\n"
+    finally:
+        state.scheduler.close(session)

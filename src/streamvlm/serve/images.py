@@ -1,0 +1,78 @@
+"""Frame bytes from a client -> an RGB array. The format is recognised by content (JPEG, PNG,
+WebP only) and the pixel cap is checked on the size the header declares, before any decoder
+allocates the image; the decoded size is checked again."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from ..video.decoding import frame_guard
+from ..video.imagesize import _jpeg_size, _webp_size
+
+
+class ImageError(ValueError):
+    """A frame that cannot be used; ``code`` is its protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def sniff(data: bytes) -> tuple[str, tuple[int, int] | None] | None:
+    """(FFmpeg decoder name, (width, height) from the header or None) of JPEG/PNG/WebP bytes; None
+    for anything else."""
+    head = data[:32]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if head[12:16] == b"IHDR" and len(head) >= 24:
+            return "png", (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+        return "png", None
+    if head.startswith(b"\xff\xd8"):
+        return "mjpeg", _jpeg_size(io.BytesIO(data))
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp", _webp_size(head) if len(head) >= 30 else None
+    return None
+
+
+def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]`` (long side at most ``max_side``); :class:`ImageError` otherwise."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from ..video.decoding import to_rgb
+
+    found = sniff(data)
+    if found is None:
+        raise ImageError("bad_frame", "not a JPEG, PNG or WebP image")
+    codec, size = found
+    if size is None:
+        raise ImageError("bad_frame", f"{codec} image with an unreadable header")
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError("bad_frame", f"image of {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise ImageError("image_too_large", f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
+    try:
+        ctx = av.CodecContext.create(codec, "r")
+        ctx.options = {"max_pixels": str(frame_guard(max_pixels))}
+        frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
+    except (av.FFmpegError, ValueError) as exc:
+        raise ImageError("bad_frame", f"the {codec} image cannot be decoded ({exc})") from None
+    if not frames:
+        raise ImageError("bad_frame", f"the {codec} image cannot be decoded")
+    frame = frames[0]
+    if frame.width * frame.height > max_pixels:
+        raise ImageError("image_too_large", f"image of {frame.width}x{frame.height} exceeds the limit")
+    return to_rgb(frame, max_side, VideoReformatter())
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 RGB ``[H, W, 3]`` -> PNG bytes (lossless: what a client sends to reproduce ``narrate``)."""
+    import av
+
+    ctx = av.CodecContext.create("png", "w")
+    ctx.height, ctx.width = image.shape[:2]
+    ctx.pix_fmt = "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))

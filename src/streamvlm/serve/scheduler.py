@@ -1,0 +1,296 @@
+"""One worker thread owns the model and serves every session fairly.
+
+Each :class:`Session` has a bounded queue of frames: a live stream's frame arriving on a full
+queue drops the oldest waiting one (counted); an upload (``POST /v1/narrate``) waits instead, so
+nothing of a file is lost. The worker takes one frame from each session that has work, in
+round-robin order (:meth:`Scheduler._next_batch`), and runs that batch (:meth:`Scheduler._step`):
+today one session after the other; a batched step over many sessions replaces ``_step`` alone,
+the queues, the protocol and the app stay as they are.
+
+Nothing here runs on the event loop: the app hands frames and questions over with the
+``submit_*`` methods (which never block a live stream) and receives messages through each
+session's ``emit`` callback, called from the worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..inference.config import GenerationConfig, TimedQuery
+from .images import ImageError, decode_image
+from .limits import ServeLimits
+from .metrics import ServeMetrics
+from .protocol import AssistantDeltaMessage, AssistantMessage, CloseCode, ErrorMessage, UserMessage
+
+log = logging.getLogger("streamvlm.serve")
+
+
+@dataclass(frozen=True)
+class Close:
+    """Emitted last: the session is over; the app closes the connection with ``code``."""
+
+    code: int
+    reason: str = ""
+
+
+class _Cancelled(Exception):
+    """The session was closed while the worker was decoding its reply."""
+
+
+@dataclass
+class _Frame:
+    time: float
+    payload: bytes | np.ndarray
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class Session:
+    """One stream: its assistant (KV cache), its frame queue, its questions and counters."""
+
+    def __init__(self, assistant: Any, emit: Callable[[Any], None], *, queue_frames: int, live: bool,
+                 deltas: bool) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.assistant = assistant
+        self.emit = emit
+        self.live = live
+        self.deltas = deltas
+        self.frames: deque[_Frame] = deque()
+        self.queue_frames = queue_frames
+        self.queries: list[TimedQuery] = []
+        self.threshold: float | None = None
+        self.ending = False
+        self.closed = False
+        self.last_time = -1.0  # of the last frame accepted
+        self.received = self.processed = self.dropped = self.rejected = 0
+        self.latency_sum = 0.0
+        self.opened = time.monotonic()
+
+    @property
+    def kv_tokens(self) -> int:
+        return self.assistant.session.kv_length
+
+    def has_work(self) -> bool:
+        return bool(self.frames) or (self.ending and not self.closed)
+
+
+class Scheduler:
+    """The model's one worker thread and the sessions it serves."""
+
+    def __init__(self, model: Any, generation: GenerationConfig, *, kv_budget: int, limits: ServeLimits,
+                 metrics: ServeMetrics, max_side: int | None) -> None:
+        self.model = model
+        self.generation = generation
+        self.kv_budget = kv_budget
+        self.limits = limits
+        self.metrics = metrics
+        self.max_side = max_side
+        self._cond = threading.Condition()
+        self._sessions: dict[str, Session] = {}
+        self._turn: deque[str] = deque()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="streamvlm-serve-worker", daemon=True)
+        metrics.watch_queue(self.queued_frames)
+
+    # ------------------------------------------------------------------ app side (event loop)
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            for session in self._sessions.values():
+                session.closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    @property
+    def count(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def full(self) -> bool:
+        return len(self._sessions) >= self.limits.max_sessions
+
+    def queued_frames(self) -> int:
+        return sum(len(s.frames) for s in list(self._sessions.values()))
+
+    def open(self, emit: Callable[[Any], None], *, live: bool = True, deltas: bool = True) -> Session | None:
+        """A new session, or None at ``max_sessions``."""
+        from ..inference.narration import build_assistant
+
+        with self._cond:
+            if self.full:
+                self.metrics.sessions_refused.inc()
+                return None
+            # Reserve the place first: building the assistant is cheap (no tensor is allocated).
+            session = Session(build_assistant(self.model, self.generation, self.kv_budget), emit,
+                              queue_frames=self.limits.queue_frames, live=live, deltas=deltas)
+            self._sessions[session.id] = session
+            self._turn.append(session.id)
+            self.metrics.sessions.set(len(self._sessions))
+        return session
+
+    def close(self, session: Session) -> None:
+        """Forget ``session`` now (a client left): its queue and KV cache are freed, a reply being
+        decoded for it stops at the next token."""
+        with self._cond:
+            session.closed = True
+            session.frames.clear()
+            self._sessions.pop(session.id, None)
+            self.metrics.sessions.set(len(self._sessions))
+            self._cond.notify_all()
+
+    def submit_frame(self, session: Session, time_: float, payload: bytes | np.ndarray) -> str | None:
+        """Queue a frame. A live session drops its oldest waiting frame when full; an upload waits
+        (call it from a thread). Returns an error message when the time goes backwards."""
+        with self._cond:
+            if session.closed or session.ending:
+                return "the stream has ended"
+            if time_ < session.last_time:
+                return f"frame time goes backwards ({time_} < {session.last_time})"
+            session.last_time = time_
+            session.received += 1
+            self.metrics.frames_received.inc()
+            while len(session.frames) >= session.queue_frames:
+                if session.live:
+                    session.frames.popleft()
+                    session.dropped += 1
+                    self.metrics.frames_dropped.inc()
+                else:
+                    self._cond.wait(timeout=0.1)
+                    if session.closed:
+                        return "the stream has ended"
+            session.frames.append(_Frame(time_, payload))
+            self._cond.notify_all()
+        return None
+
+    def submit_query(self, session: Session, query: TimedQuery) -> None:
+        with self._cond:
+            session.queries.append(query)
+            session.queries.sort(key=lambda q: q.time)
+            self._cond.notify_all()
+
+    def set_threshold(self, session: Session, threshold: float) -> None:
+        with self._cond:
+            session.threshold = threshold
+
+    def end(self, session: Session) -> None:
+        """No more frames: process what is queued, then emit :class:`Close` (1000)."""
+        with self._cond:
+            session.ending = True
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ worker thread
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not any(s.has_work() for s in self._sessions.values()):
+                    self._cond.wait(timeout=0.5)
+                if self._stop:
+                    return
+                batch = self._next_batch()
+            self._step(batch)
+
+    def _next_batch(self) -> list[tuple[Session, _Frame | None]]:
+        """One frame of each session with work, in round-robin order (called under the lock). A
+        ``None`` frame: the session has ended and its queue is empty."""
+        batch = []
+        for _ in range(len(self._turn)):
+            sid = self._turn[0]
+            self._turn.rotate(-1)
+            session = self._sessions.get(sid)
+            if session is None:
+                self._turn.remove(sid)
+                continue
+            if session.frames:
+                batch.append((session, session.frames.popleft()))
+            elif session.ending:
+                batch.append((session, None))
+        self._cond.notify_all()  # uploads waiting for room
+        return batch
+
+    def _step(self, batch: list[tuple[Session, _Frame | None]]) -> None:
+        """Run one frame of each session of ``batch`` (per session; see the module docstring)."""
+        for session, frame in batch:
+            if session.closed:
+                continue
+            try:
+                if frame is None:
+                    self._finish(session)
+                else:
+                    self._process(session, frame)
+            except _Cancelled:
+                pass
+            except Exception as exc:  # one session's failure never touches another
+                log.exception("session %s failed", session.id[:6])
+                session.emit(ErrorMessage(code="internal", message=f"the session failed: {type(exc).__name__}"))
+                session.emit(Close(CloseCode.INTERNAL, "internal error"))
+                self.close(session)
+
+    def _process(self, session: Session, frame: _Frame) -> None:
+        image = frame.payload
+        if isinstance(image, bytes):
+            try:
+                image = decode_image(image, max_pixels=self.limits.max_image_pixels, max_side=self.max_side)
+            except ImageError as exc:
+                session.rejected += 1
+                self.metrics.frames_rejected.inc()
+                session.emit(ErrorMessage(code=exc.code, message=f"frame at {frame.time:.3f}s: {exc}"))
+                return
+        assistant = session.assistant
+        if session.threshold is not None:
+            assistant.session.gen = replace(assistant.session.gen, threshold=session.threshold)
+            session.threshold = None
+        embeds = assistant.encode_images([image])[0]
+        with self._cond:
+            due = [q for q in session.queries if q.time <= frame.time]
+            session.queries = session.queries[len(due):]
+        last = assistant.session._last_time
+        for q in due:  # asked at the first frame at or after their time, as narrate does
+            assistant.ask(q.text, max(q.time, last))
+        decode = self.model.tokenizer.decode
+        said = [""]
+
+        def on_token(ids: list[int]) -> None:
+            if session.closed:
+                raise _Cancelled
+            if len(ids) == 1:  # a new reply
+                said[0] = ""
+            if session.deltas:
+                text = decode(ids, skip_special_tokens=True)
+                if text.startswith(said[0]) and len(text) > len(said[0]):
+                    session.emit(AssistantDeltaMessage(time=frame.time, delta=text[len(said[0]):]))
+                said[0] = text
+
+        assistant.session.on_token = on_token
+        try:
+            events = assistant.push_frame(embeds, frame.time)
+        finally:
+            assistant.session.on_token = None
+        latency = time.monotonic() - frame.arrived
+        session.processed += 1
+        session.latency_sum += latency
+        self.metrics.processed(latency)
+        for event in events:
+            if event.role == "user":
+                session.emit(UserMessage(time=event.time, text=event.text))
+            else:
+                session.emit(AssistantMessage(time=event.time, text=event.text))
+
+    def _finish(self, session: Session) -> None:
+        with self._cond:
+            pending, session.queries = session.queries, []
+        for q in pending:
+            session.emit(ErrorMessage(code="ended", message=f"query at {q.time:.1f}s came after the last frame; "
+                                                             f"not asked: {q.text}"))
+        session.emit(Close(CloseCode.NORMAL, "end"))
+        self.close(session)

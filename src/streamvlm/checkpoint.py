@@ -278,6 +278,7 @@ def load_videollm_online(
         lora=lora,
         interval_token=",",
         last_frame_label="next_token",  # trained with upstream's labels (docs/upstream.md)
+        reply_cap=99,  # upstream stops a reply at 100 tokens, eos included
         frame_fps=frame_fps,
     )
     tokenizer = load_tokenizer(llm_name_or_path)

@@ -118,6 +118,10 @@ class StreamVLMConfig:
     end of a conversation): ``silence`` learns the silence token (the interval token; streamvlm's
     rule: the model is not asked to speak before a question it cannot see yet); ``next_token``
     learns the token that follows (``]\\n`` or ``]``), as upstream does."""
+    reply_cap: Annotated[int, Field(ge=1, le=4096)] = 64
+    """Most tokens of one reply at inference, eos excluded, unless the generation settings name
+    another (``--max-new-tokens``): 64 for streamvlm's models, 99 for the released VideoLLM-online
+    model, whose replies upstream stop at 100 tokens with the eos."""
     stream_loss_weight: NonNegativeFloat = 1.0
     """tau: weight of the learned frame decisions in the loss."""
     frame_fps: Fps = 2.0

@@ -105,7 +105,7 @@ def test_threshold_suppresses_a_weak_interval(threshold, speaks):
     assert bool(events) is speaks
     if speaks:  # the reply itself is plain argmax decoding (no threshold): the interval token, up to the cap
         assert events[0].role == "assistant"
-        assert events[0].token_ids == [model.token_ids.interval_id] * GenerationConfig().max_new_tokens
+        assert events[0].token_ids == [model.token_ids.interval_id] * model.config.reply_cap
 
 
 def test_talkative_model_is_capped_and_consumes_every_frame():

@@ -25,8 +25,9 @@ class GenerationConfig:
     """theta: after each frame, if P(interval token) is below theta the interval token is suppressed
     and the model speaks. A higher theta makes the model speak more often, a lower one less; 0 is
     the plain argmax decision."""
-    max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 64
-    """Most reply tokens (eos excluded); a reply cut there still ends with eos."""
+    max_new_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
+    """Most reply tokens (eos excluded); a reply cut there still ends with eos. Default: the model's
+    own cap (reply_cap: 64 for streamvlm's models, 99 for the released VideoLLM-online model)."""
     do_sample: bool = False
     """Sample replies (temperature, top-p) instead of greedy decoding."""
     temperature: Annotated[float, Field(gt=0, le=100)] = 1.0

@@ -91,6 +91,8 @@ class StreamSession:
         self.engine = engine
         self.model = engine.model
         self.gen = engine.generation
+        self.max_new_tokens = self.gen.max_new_tokens or self.model.config.reply_cap
+        """Most tokens of one reply (eos excluded): the generation setting, else the model's cap."""
         self.ids = engine.layout
         self._record = record
         self.on_token: Callable[[list[int]], None] | None = None
@@ -223,7 +225,7 @@ class StreamSession:
             content.append(token)
             if self.on_token is not None:
                 self.on_token(content)
-            if len(content) == self.gen.max_new_tokens:
+            if len(content) == self.max_new_tokens:
                 self._pending = [token, self.ids.eos_id]
                 break
             logits = self._forward([token], None)

@@ -43,3 +43,16 @@ def test_bench_end_to_end_on_a_video(capsys, tmp_path):
 def test_bench_missing_video(capsys, tmp_path):
     assert main(["bench", "--preset", "tiny", "--frames", "1", "--videos", str(tmp_path / "nope.mp4")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_bench_batch_sessions_json(capsys):
+    assert main(["bench", "--preset", "tiny", "--frames", "3", "--json", "--threads", "1",
+                 "--batch-sessions", "1", "3"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = report["batch_sessions"]
+    assert [r["sessions"] for r in rows] == [1, 3]
+    for row in rows:
+        for mode in ("batched", "sequential"):
+            r = row[mode]
+            assert r["frames_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] and r["replies"] == 0
+        assert row["speedup"] == row["batched"]["frames_per_s"] / row["sequential"]["frames_per_s"]

@@ -61,6 +61,13 @@ class Options:
     """With --serve: concurrent streams."""
     seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """With --serve: how long each stream sends frames."""
+    batch_sessions: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Arg(nargs="+", metavar="N")] = \
+        field(default_factory=list)
+    """Instead: for each N (e.g. 1 4 16), N streams of --frames frames each, advanced by the batched
+    step (one forward for all N) and then by the sequential loop (one push_frame each); prints the
+    aggregate frames/s of both and the p50/p99 per-frame latency (a frame's latency is its step's).
+    The frames are random embeddings and the model is kept silent (its interval logit biased), so
+    what is measured is the frame step itself, not reply decoding."""
 
 
 @dataclass
@@ -208,6 +215,8 @@ def run(options: Options) -> int:
         _silence(model, torch)
     if options.serve:
         return _serve_load(options, model)
+    if options.batch_sessions:
+        return _batch_bench(options, model, random_weights)
     device = model.device.type
     meter = lambda: _Meter(torch, device)  # noqa: E731
     layout = LayoutIds.from_model(model)
@@ -394,6 +403,86 @@ def _serve_load(options: Options, model) -> int:
     else:
         print(f"model {report['model']} on {report['device']} ({report['threads']} torch threads)")
         print(format_report(report))
+    return 0
+
+
+def _batch_bench(options: Options, model, random_weights: bool) -> int:
+    """``--batch-sessions``: the batched step against the sequential loop, per session count."""
+    import torch
+
+    from ..inference.batch import push_frames
+    from ..inference.config import GenerationConfig
+    from ..inference.engine import StreamEngine
+
+    if not random_weights:  # random weights are silenced already
+        _silence(model, torch)
+    engine = StreamEngine(model, GenerationConfig())
+    device = model.device.type
+    shape = (options.frames, model.config.tokens_per_frame, model.config.llm_hidden_size)
+    generator = torch.Generator().manual_seed(0)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def percentile(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    rows = []
+    with torch.inference_mode():
+        warm = [engine.new_session() for _ in range(2)]  # first calls allocate
+        frame = torch.randn(shape[1:], generator=generator).to(device=model.device, dtype=model.dtype)
+        for i in range(2):
+            push_frames(warm, [frame, frame], [float(i), float(i)])
+        del warm
+        for n in options.batch_sessions:
+            streams = [torch.randn(shape, generator=generator).to(device=model.device, dtype=model.dtype)
+                       for _ in range(n)]
+            row = {"sessions": n, "frames_per_session": options.frames}
+            for mode in ("batched", "sequential"):
+                sessions = [engine.new_session() for _ in range(n)]
+                latencies: list[float] = []
+                replies = 0
+                sync()
+                start = time.perf_counter()
+                for i in range(options.frames):
+                    if mode == "batched":
+                        t0 = time.perf_counter()
+                        out = push_frames(sessions, [s[i] for s in streams], [i / 2] * n)
+                        sync()
+                        latencies += [time.perf_counter() - t0] * n
+                    else:
+                        out = []
+                        for session, stream in zip(sessions, streams):
+                            t0 = time.perf_counter()
+                            out.append(session.push_frame(stream[i], i / 2))
+                            sync()
+                            latencies.append(time.perf_counter() - t0)
+                    replies += sum(e.role == "assistant" for events in out for e in events)
+                elapsed = time.perf_counter() - start
+                row[mode] = {"frames_per_s": n * options.frames / elapsed,
+                             "p50_ms": 1e3 * percentile(latencies, 0.5),
+                             "p99_ms": 1e3 * percentile(latencies, 0.99), "replies": replies}
+            row["speedup"] = row["batched"]["frames_per_s"] / row["sequential"]["frames_per_s"]
+            rows.append(row)
+    report = {"model": options.preset or options.model.model or "default", "device": device,
+              "dtype": str(model.dtype).removeprefix("torch."), "threads": _threads(),
+              "random_weights": random_weights, "batch_sessions": rows}
+    if options.json:
+        print(json.dumps(report))
+        return 0
+    print(f"model {report['model']} on {device} ({report['dtype']}, {report['threads']} torch threads), "
+          f"{options.frames} frames per session")
+    header = (f"{'sessions':>8} {'mode':<11} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'replies':>8}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        for mode in ("batched", "sequential"):
+            r = row[mode]
+            print(f"{row['sessions']:>8} {mode:<11} {r['frames_per_s']:>9.1f} {r['p50_ms']:>8.2f} "
+                  f"{r['p99_ms']:>8.2f} {r['replies']:>8}")
+        print(f"{'':>8} batched/sequential: {row['speedup']:.2f}x")
     return 0
 
 

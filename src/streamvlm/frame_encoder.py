@@ -40,6 +40,7 @@ from .hf_checks import (
     pretrained_hf_config,
     read_json_object,
     short_repr,
+    split_model_type,
 )
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -78,13 +79,7 @@ def _check_channels(values: dict, prefix: str, error: type = ConfigError) -> Non
 
 def tower_hf_config(tower_config: Any, prefix: str = "vision.tower_config") -> tuple[PretrainedConfig, TowerFamily]:
     """The HF config of an image tower from its dict (``model_type`` + fields), every size checked."""
-    if not isinstance(tower_config, dict):
-        raise ConfigError(f"{prefix}: expected an object (an HF vision config with 'model_type'), "
-                          f"got {short_repr(tower_config)}")
-    values = dict(tower_config)
-    model_type = values.pop("model_type", None)
-    if model_type is None:
-        raise ConfigError(f"{prefix}: missing 'model_type' (e.g. 'siglip_vision_model')")
+    values, model_type = split_model_type(tower_config, prefix, "'siglip_vision_model'")
     if not isinstance(model_type, str) or model_type not in TOWER_FAMILIES:
         raise ConfigError(f"{prefix}.model_type: unsupported image tower type {short_repr(model_type)} "
                           f"(supported: {', '.join(sorted(TOWER_FAMILIES))})")

@@ -223,3 +223,16 @@ def hf_config_values(hf_config: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- save / load
+
+
+def split_model_type(config: Any, prefix: str, example: str) -> tuple[dict[str, Any], Any]:
+    """An HF config dict from a model config split into ``(other fields, model_type)``; a
+    ConfigError naming ``prefix`` when it is not an object or has no ``model_type`` (its value is the
+    caller's to check)."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{prefix}: expected an object (an HF config with 'model_type'), got {short_repr(config)}")
+    values = dict(config)
+    model_type = values.pop("model_type", None)
+    if model_type is None:
+        raise ConfigError(f"{prefix}: missing 'model_type' (e.g. {example})")
+    return values, model_type

@@ -35,18 +35,13 @@ from .hf_checks import (
     pretrained_hf_config,
     read_json_object,
     short_repr,
+    split_model_type,
 )
 
 
 def llm_hf_config(llm_config: Any, prefix: str = "llm_config") -> Any:
     """The HF config of a causal LM from its dict (``model_type`` + fields), every size checked."""
-    if not isinstance(llm_config, dict):
-        raise ConfigError(f"{prefix}: expected an object (an HF config with 'model_type'), "
-                          f"got {short_repr(llm_config)}")
-    values = dict(llm_config)
-    model_type = values.pop("model_type", None)
-    if model_type is None:
-        raise ConfigError(f"{prefix}: missing 'model_type' (e.g. 'llama', 'qwen2')")
+    values, model_type = split_model_type(llm_config, prefix, "'llama', 'qwen2'")
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise ConfigError(f"{prefix}.model_type: unknown model type {short_repr(model_type)} (e.g. 'llama', 'qwen2')")
     config_class = CONFIG_MAPPING[model_type]

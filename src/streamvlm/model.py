@@ -15,6 +15,7 @@ from peft import PeftModel
 from torch import Tensor, nn
 from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
+from .attention import use_stream_attention
 from .config import StreamVLMConfig
 from .connector import Connector
 from .conversation import ConversationRenderer
@@ -52,6 +53,7 @@ class StreamVLM(nn.Module):
         self.language_model = language_model
         self.frame_encoder = frame_encoder
         self.tokenizer = tokenizer
+        use_stream_attention(base_model(language_model))  # SDPA over shared K/V heads: no copies
         lm_config = base_model(language_model).config
         llm_hidden = lm_config.get_text_config().hidden_size
         if frame_encoder is not None:

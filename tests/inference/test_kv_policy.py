@@ -8,11 +8,10 @@ import tracemalloc
 
 import pytest
 import torch
-from transformers import DynamicCache
 
 from streamvlm.errors import ConfigError
 from streamvlm.inference import GenerationConfig, RotaryShift, SinkWindowPolicy, StreamEngine
-from streamvlm.inference.kv_policy import evict_span
+from streamvlm.inference.kv_cache import StreamCache
 from tests.helpers import tiny_model
 from tests.inference.mocks import bias_tokens
 
@@ -35,16 +34,20 @@ def test_evicted_cache_keys_match_a_fresh_forward_at_contiguous_positions(llm):
     lm, rotary = model.language_model, RotaryShift.from_model(model.language_model)
     embeds = torch.randn(1, 40, model.config.llm_hidden_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        cache = DynamicCache()
+        cache = StreamCache(capacity=40)
         lm(inputs_embeds=embeds, cache=cache, use_cache=True)
-        evict_span(cache, start=5, count=17, rotary=rotary)
+        sink = cache.layers[0]._key_buffer[:, :, :5].clone()
+        storage = cache.layers[0]._key_buffer.data_ptr()
+        cache.evict(start=5, count=17, shift_keys=rotary.shift)
         kept = torch.cat([embeds[:, :5], embeds[:, 22:]], dim=1)
-        fresh = DynamicCache()
+        fresh = StreamCache()
         lm(inputs_embeds=kept, cache=fresh, use_cache=True)
     assert cache.get_seq_length() == 23
     # layer 0 keys depend only on each token and its position: they must be those of the kept sequence
     torch.testing.assert_close(cache.layers[0].keys, fresh.layers[0].keys, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(cache.layers[0].values, fresh.layers[0].values)
+    assert cache.layers[0]._key_buffer.data_ptr() == storage  # evicted in place: the buffer is the same
+    assert torch.equal(cache.layers[0].keys[:, :, :5], sink)  # the sink was not touched
 
 
 def test_rope_shift_composes_and_ignores_attention_scaling():

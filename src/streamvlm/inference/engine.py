@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from transformers import DynamicCache
 
 from ..decision import frame_scores, responds
 from ..errors import ConfigError
 from ..model import StreamVLM
 from .config import GenerationConfig
+from .kv_cache import StreamCache
 from .kv_policy import KVPolicy, RotaryShift
 from .layout import LayoutIds
 
@@ -103,7 +103,8 @@ class StreamSession:
     # ------------------------------------------------------------------ public API
     def reset(self) -> None:
         """Forget everything: an empty cache, no pending query, frame count 0."""
-        self.cache = DynamicCache()
+        policy = self.engine.kv_policy
+        self.cache = StreamCache(capacity=policy.max_tokens if policy is not None else 0)
         self.frames_seen = 0
         self.evicted_tokens = 0
         self.llm_calls = 0
@@ -196,41 +197,52 @@ class StreamSession:
 
     def _answer_queries(self, is_due, index: int) -> list[Event]:
         events = []
-        while self._queries and is_due(self._queries[0]):
-            query = self._queries.pop(0)
-            after_stream = self._state == "stream"
-            # after a stream the interval decided after the last frame is replaced; after a reply
-            # its last token and eos are still pending
-            head = [] if after_stream else self._take_pending()
-            self._pending = []
-            if query.text is not None:
-                prompt = head + self.model.renderer.encode_query_prompt(query.text, after_stream)
-            else:
-                opening = self.ids.user_open_after_stream if after_stream else self.ids.user_open_after_reply
-                prompt = head + list(opening) + query.token_ids + list(self.ids.reply_open_after_user)
+        while (asked := self._next_query(is_due)) is not None:
+            query, prompt = asked
             events.append(Event(query.time, "user", list(query.token_ids), index))
             events.append(Event(query.time, "assistant", self._reply(prompt), index))
         return events
+
+    def _next_query(self, is_due) -> tuple[_Query, list[int]] | None:
+        """Take the first queued query if ``is_due(query)``: ``(query, prompt ids to feed)``, else None."""
+        if not self._queries or not is_due(self._queries[0]):
+            return None
+        query = self._queries.pop(0)
+        after_stream = self._state == "stream"
+        # after a stream the interval decided after the last frame is replaced; after a reply its
+        # last token and eos are still pending
+        head = [] if after_stream else self._take_pending()
+        self._pending = []
+        if query.text is not None:
+            return query, head + self.model.renderer.encode_query_prompt(query.text, after_stream)
+        opening = self.ids.user_open_after_stream if after_stream else self.ids.user_open_after_reply
+        return query, head + list(opening) + query.token_ids + list(self.ids.reply_open_after_user)
 
     def _reply(self, prompt: list[int]) -> list[int]:
         """Feed ``prompt`` and decode a reply; leaves ``[last token?, eos]`` pending. Returns the
         reply's ids without eos."""
         logits = self._forward(prompt, None)
         content: list[int] = []
-        while True:
-            token = self._next_token(logits, content)
-            if token == self.ids.eos_id:
-                self._pending = [self.ids.eos_id]
-                break
+        while not self._reply_step(logits, content):
+            logits = self._forward([content[-1]], None)
+        return content
+
+    def _reply_step(self, logits: Tensor, content: list[int]) -> bool:
+        """Choose the reply's next token from ``logits [V]`` (appended to ``content``, eos excluded);
+        True when the reply is over (its tail pending, the state ``reply``); else the last token of
+        ``content`` is to be fed next."""
+        token = self._next_token(logits, content)
+        if token == self.ids.eos_id:
+            self._pending = [self.ids.eos_id]
+        else:
             content.append(token)
             if self.on_token is not None:
                 self.on_token(content)
-            if len(content) == self.max_new_tokens:
-                self._pending = [token, self.ids.eos_id]
-                break
-            logits = self._forward([token], None)
+            if len(content) < self.max_new_tokens:
+                return False
+            self._pending = [token, self.ids.eos_id]
         self._state = "reply"
-        return content
+        return True
 
     def _next_token(self, logits: Tensor, previous: list[int]) -> int:
         logits = logits.float()

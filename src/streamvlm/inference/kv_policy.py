@@ -2,8 +2,9 @@
 
 In the spirit of StreamingLLM / StreamingVLM: the first ``sink_tokens`` of the cache (the system
 prompt, which attention leans on) are kept forever; past ``sink_tokens + window_tokens`` the oldest
-tokens after the sink are evicted in chunks. The cache stores keys *after* rotary embedding, so the
-kept window is re-rotated by ``-evicted`` positions (rotations compose: a key rotated for position
+tokens after the sink are evicted in chunks, in place (:class:`~.kv_cache.StreamCache`: the window
+moves down over the evicted span; the sink is not touched). The cache stores keys *after* rotary
+embedding, so the kept window is re-rotated by ``-evicted`` positions (rotations compose: a key rotated for position
 ``p`` and then by ``-s`` is the key for ``p - s``); the next tokens then take positions from the new
 cache length, and the model sees one contiguous sequence of positions.
 """
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from transformers import DynamicCache
 
 from ..errors import ConfigError
+from .kv_cache import StreamCache
 
 # RoPE variants whose frequencies do not depend on the sequence length: a shift is one rotation.
 _SHIFTABLE_ROPE = {"default", "linear", "llama3", "yarn"}
@@ -73,11 +74,11 @@ class KVPolicy(ABC):
         """For a cache of ``length`` tokens about to receive ``incoming`` more: ``(start, count)``
         of the span to evict (``count == 0``: nothing)."""
 
-    def apply(self, cache: DynamicCache, incoming: int, rotary: RotaryShift) -> int:
+    def apply(self, cache: StreamCache, incoming: int, rotary: RotaryShift) -> int:
         """Evict what :meth:`plan` asks from every layer of ``cache``; return how many tokens went."""
         start, count = self.plan(cache.get_seq_length(), incoming)
         if count:
-            evict_span(cache, start, count, rotary)
+            cache.evict(start, count, rotary.shift)
         return count
 
 
@@ -114,15 +115,3 @@ class SinkWindowPolicy(KVPolicy):
             )
         count = max(length + incoming - self.max_tokens, self.chunk_tokens)
         return self.sink_tokens, min(count, length - self.sink_tokens)
-
-
-def evict_span(cache: DynamicCache, start: int, count: int, rotary: RotaryShift) -> None:
-    """Drop cached tokens ``start : start + count`` from every layer; the tokens after them move
-    ``count`` positions earlier (keys re-rotated), so positions stay contiguous."""
-    for layer in cache.layers:
-        if not layer.is_initialized or layer.keys.numel() == 0:
-            continue
-        keys, values = layer.keys, layer.values
-        tail = rotary.shift(keys[:, :, start + count :], -count)
-        layer.keys = torch.cat([keys[:, :, :start], tail], dim=2)
-        layer.values = torch.cat([values[:, :, :start], values[:, :, start + count :]], dim=2)

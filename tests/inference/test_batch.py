@@ -18,13 +18,15 @@ ATOL = 1e-5
 
 @pytest.fixture
 def batch_sizes(monkeypatch):
-    """The batch sizes of the batched forwards taken (sessions stepped alone are not counted)."""
-    sizes = []
+    """``{"frame": [...], "text": [...]}``: the batch sizes of the forwards that fed frames and of
+    those that fed only text (query prompts, reply prompts, reply tokens), in order (sessions
+    stepped alone with ``push_frame`` are not counted)."""
+    sizes = {"frame": [], "text": []}
     forward = batch_module._forward_batch
 
-    def spy(sessions, *args):
-        sizes.append(len(sessions))
-        return forward(sessions, *args)
+    def spy(sessions, prefixes, frames):
+        sizes["frame" if any(f is not None for f in frames) else "text"].append(len(sessions))
+        return forward(sessions, prefixes, frames)
 
     monkeypatch.setattr(batch_module, "_forward_batch", spy)
     return sizes
@@ -97,7 +99,7 @@ def test_ragged_sessions_join_and_leave(llm, batch_sizes):
     batched, alone, events_b, events_a = run_both(engine, schedule)
     assert_same(batched, alone, events_b, events_a)
     assert len({s.kv_length for s in batched.values()}) > 1  # ragged caches
-    assert batch_sizes == [2, 3, 3, 3, 3, 3]  # the steps of one session are stepped alone
+    assert batch_sizes["frame"] == [2, 3, 3, 3, 3, 3]  # the steps of one session are stepped alone
     assert sum(s.llm_calls for s in batched.values()) > sum(s.frames_seen for s in batched.values())  # replies
 
 
@@ -109,13 +111,26 @@ def test_all_start_together_unpadded():
     assert all(not e for step in events_b for e in step.values())
 
 
-def test_speaking_sessions_in_a_batch():
+def test_speaking_sessions_in_a_batch(batch_sizes):
     engine = make_engine(bias=dict(interval_id=-50.0, eos_id=-50.0))  # always speaks, replies capped at 4 tokens
     schedule = [{"a": 0}, {"a": 1, "b": 0}, {"a": 2, "b": 1, "c": 0}, {"c": 1, "a": 3}]
     batched, alone, events_b, events_a = run_both(engine, schedule)
     assert_same(batched, alone, events_b, events_a)
     replies = [e for step in events_b for evs in step.values() for e in evs]
     assert len(replies) == 8 and all(e.role == "assistant" and len(e.token_ids) == 4 for e in replies)
+    # the replies are decoded together: a prompt forward and 3 token forwards per batched step
+    assert batch_sizes["text"] == [2] * 4 + [3] * 4 + [2] * 4
+
+
+def test_sampled_replies_decoded_together_equal_alone():
+    model = tiny_model("llama")
+    bias_tokens(model, interval_id=-50.0, eos_id=8.0)
+    engine = StreamEngine(model, GenerationConfig(do_sample=True, temperature=1.5, top_p=0.9, seed=7, max_new_tokens=6))
+    schedule = [{"a": i, "b": i, "c": i} for i in range(3)]
+    batched, alone, events_b, events_a = run_both(engine, schedule)
+    assert_same(batched, alone, events_b, events_a)
+    lengths = {len(e.token_ids) for step in events_b for evs in step.values() for e in evs}
+    assert len(lengths) > 1  # replies of different lengths left the batch at different tokens
 
 
 def test_a_fresh_session_shorter_than_a_reply_tail():
@@ -132,7 +147,7 @@ def test_sliding_window_models_step_alone(batch_sizes):
     engine = make_engine("mistral")  # a 4096-token window on every layer
     schedule = [{"a": i, "b": i} for i in range(3)]
     assert_same(*run_both(engine, schedule))
-    assert batch_sizes == []
+    assert batch_sizes == {"frame": [], "text": []}
 
 
 def test_queries_before_and_at_a_frame(batch_sizes):
@@ -143,7 +158,26 @@ def test_queries_before_and_at_a_frame(batch_sizes):
     assert_same(batched, alone, events_b, events_a)
     users = [(k, n) for k, step in enumerate(events_b) for n, evs in step.items() for e in evs if e.role == "user"]
     assert users == [(2, "a"), (3, "b"), (4, "c")]
-    assert batch_sizes == [3, 3, 2, 2, 2, 3]  # a session answering a query is stepped alone
+    assert batch_sizes["frame"] == [3] * 6  # a session answering a query stays in the frame's batch
+
+
+def test_queries_and_replies_decoded_in_one_forward(batch_sizes):
+    engine = make_engine(bias=dict(interval_id=-50.0, eos_id=-50.0))  # a speaks at every frame
+    schedule = [{"a": i, "b": i, "c": i} for i in range(2)]
+    # at step 1, b and c are asked at the frame's time (answered after it, in place of the decision),
+    # c twice; a decides to speak: a's reply and b's and c's answers share each forward
+    queries = {(1, "b"): (0.0, "what"), (1, "c"): (0.0, "so what")}
+    model = engine.model
+    batched, alone, events_b, events_a = run_both(engine, schedule, queries)
+    for s in (batched["c"], alone["c"]):
+        s.push_query("and then", 0.6)
+    frame = frames_for(model, 3, seed=9)[2]
+    events_b.append(dict(zip("abc", push_frames([batched[n] for n in "abc"], [frame] * 3, [1.0] * 3))))
+    events_a.append({n: alone[n].push_frame(frame, 1.0) for n in "abc"})
+    assert_same(batched, alone, events_b, events_a)
+    assert [e.role for e in events_b[1]["b"]] == ["user", "assistant"]
+    assert [e.role for e in events_b[2]["c"]] == ["user", "assistant", "assistant"]  # asked before, then speaks
+    assert 3 in batch_sizes["text"]
 
 
 def test_bounded_kv_is_exact():

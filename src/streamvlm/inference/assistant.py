@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..model import StreamVLM
-from .engine import GenerationConfig, StreamEngine
+from .engine import Event, GenerationConfig, StreamEngine
 from .kv_policy import KVPolicy
 
 
@@ -59,7 +59,10 @@ class LiveAssistant:
         return encode_images(self.model, list(images) if not isinstance(images, Tensor) else images)
 
     def push_frame(self, frame: np.ndarray | Tensor, time: float) -> list[TextEvent]:
-        events = self.session.push_frame(self._embeds(frame), time)
+        return self.text_events(self.session.push_frame(self._embeds(frame), time))
+
+    def text_events(self, events: list[Event]) -> list[TextEvent]:
+        """The session's events (ids) as text."""
         decode = self.model.tokenizer.decode
         return [TextEvent(e.time, e.role, decode(e.token_ids, skip_special_tokens=True).strip()) for e in events]
 

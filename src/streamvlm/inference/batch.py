@@ -1,49 +1,62 @@
-"""A batched step over many sessions: one forward appends a frame to B sessions at once.
+"""A batched step over many sessions: one forward advances B sessions at once.
 
 :func:`push_frames` does for ``B`` :class:`~streamvlm.inference.engine.StreamSession` s what
 ``session.push_frame`` does for one, with the same results (greedy: the same events; the decision
-logits within float tolerance, the fed ids, positions, counters, traces and caches the same).
+logits within float tolerance; the fed ids, positions, counters, traces and caches the same).
+:func:`step_frames` is the same step that reports each session's failure instead of raising (a
+server keeps serving the others).
 
-Design (the first part of issue 12):
+A step has up to three batched phases, each a series of forwards over the sessions concerned:
 
-* **Caches.** Each session keeps its own ``DynamicCache`` (so sessions join and leave a batch
-  freely: a batch is simply the sessions passed to one call). For the step, their caches are
-  stacked on the fly into one batched ``DynamicCache``, *left-padded* to the longest cache; after
-  the forward each session's new keys and values are sliced out and appended to its own cache
-  (``DynamicCache.update``). This is transformers' own batched path (a padded cache, a 2-D
-  attention mask, explicit ``position_ids``); no custom attention. Stacking copies the caches
-  once per step: a preallocated / paged cache (issue 12, part 2) removes that copy.
-* **Inputs.** A session appends its pending ids (the session start, the interval token, or a
-  reply's tail + eos + stream opening) then its ``T`` frame embeddings, so the new inputs are
-  ragged too: they are right-aligned (left-padded) in a block of the longest input, and the
-  padding sits between a row's cache and its new tokens. The 2-D attention mask zeroes every pad
-  (in the cache and in the input), each real token keeps its own session position
-  (``position_ids`` = its cache length onwards, as the single-session engine), and the logits at
-  the last column are each session's decision logits. Pads are zero vectors at position 0; their
-  outputs are never read. When no row needs padding, no mask is passed (the very same kernel path
-  as a session alone).
-* **What stays per session.** The decision rule and everything that decodes text run with the
-  session's own code (its private steps, reused, not copied): a session whose frame fires a reply
-  decodes that reply with its single-session loop (greedy or sampled, ``on_token`` included); a
-  session with a query due at or before this frame's time is stepped alone (``push_frame``) for
-  this step. A batch of one session is stepped alone too, and so is every session of a model with
-  sliding-window attention layers (their masks count cache columns, which padding shifts).
-* **Bounded KV.** Exact: each session's policy (:class:`~.kv_policy.SinkWindowPolicy`) evicts from
-  its own cache before stacking, as ``_forward`` does, so positions and re-rotated keys are those
-  of the session alone.
+1. queries asked before this frame's time are answered before it (their prompt, then their reply
+   tokens, decoded together across sessions);
+2. every session appends its pending ids and its frame in one forward (the decision logits);
+3. sessions with a query at this frame's time answer it; the others take their decision, and those
+   that speak decode their reply. Prompts and reply tokens of all these sessions go through one
+   forward per decoded token; a session whose reply ends leaves the batch.
+
+Forwards (:func:`_forward_batch`): each session keeps its own :class:`~.kv_cache.StreamCache`, so
+sessions join and leave freely (a batch is the sessions passed to one call). For a forward their
+caches are stacked into one buffer, *left-padded* to the longest cache, with room for the new
+tokens, which the forward writes in place; each session's new keys and values are then written
+into its own cache. The new inputs are ragged too (an interval token, a reply's tail + eos + the
+stream opening, a query prompt, one reply token): they are right-aligned in a block of the longest
+input. A 2-D attention mask zeroes every pad, each real token keeps its own session position, and
+the logits at the last column are each session's. When no row needs padding no mask is passed;
+a batch of one session runs the session's own ``_forward``. Models with sliding-window layers
+(whose masks count cache columns, which padding shifts) are stepped one session at a time.
+
+Everything that decides and decodes runs in the session's own code (``_frame_prefix``,
+``_next_query``, ``_reply_step``: shared with the single-session path, not copied). Bounded KV is
+exact: each session's policy evicts from its own cache before stacking, as ``_forward`` does.
+One batched step runs at a time per model (its stacking buffers are reused from step to step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from ..decision import frame_scores, responds
 from .engine import Event, StreamSession
+from .kv_cache import StreamCache
+
+_WORKSPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per model, the stacking buffers reused from step to step (one batched step at a time per model)."""
+
+
+@dataclass
+class StepResult:
+    """What one session got from a batched step: its events, or the exception that stopped it
+    (raised by its ``on_token``; the session is then left as ``push_frame`` would leave it)."""
+
+    events: list[Event] = field(default_factory=list)
+    error: BaseException | None = None
 
 
 def _full_attention_only(model) -> bool:
@@ -60,25 +73,65 @@ def _full_attention_only(model) -> bool:
     return False
 
 
-def _due_query(session: StreamSession, time: float) -> bool:
-    return any(q.time <= time for q in session._queries)
-
-
-@torch.inference_mode()
 def push_frames(sessions: Sequence[StreamSession], frames: Sequence[Tensor] | Tensor,
                 times: Sequence[float]) -> list[list[Event]]:
     """Push one frame ``frames[i]`` ``[T, D]`` (LM-width embeddings) at video time ``times[i]`` to
     each ``sessions[i]``; return each session's events, as ``sessions[i].push_frame(frames[i],
     times[i])`` would. Sessions must be distinct and share one model; everything is checked before
     any session changes. If a session's reply raises (its ``on_token``), the other sessions still
-    finish the step (their state is as after ``push_frame``) and then the first exception propagates
-    (the step's events are not returned)."""
+    finish the step, then the first exception propagates (the step's events are not returned)."""
+    results = step_frames(sessions, frames, times)
+    for result in results:
+        if result.error is not None:
+            raise result.error
+    return [result.events for result in results]
+
+
+@torch.inference_mode()
+def step_frames(sessions: Sequence[StreamSession], frames: Sequence[Tensor] | Tensor,
+                times: Sequence[float]) -> list[StepResult]:
+    """:func:`push_frames`, with each session's failure in its :class:`StepResult` instead of raised."""
+    _check(sessions, frames, times)
+    if not sessions:
+        return []
+    results = [StepResult() for _ in sessions]
+    if len(sessions) == 1 or not _full_attention_only(sessions[0].model):
+        for session, frame, time, result in zip(sessions, frames, times, results):
+            _alone(result, lambda s=session, f=frame, t=time: s.push_frame(f, t))
+        return results
+    times = [float(t) for t in times]
+    indices = [session.frames_seen for session in sessions]
+    for session, time in zip(sessions, times):
+        session._last_time = time
+    # 1. queries asked before this frame (a session that has seen no frame answers them after it)
+    rows = [i for i, s in enumerate(sessions) if s.frames_seen > 0]
+    _answer_queries(sessions, rows, results, indices, lambda i: lambda q: q.time < times[i])
+    # 2. the frame
+    rows = [i for i in range(len(sessions)) if results[i].error is None]
+    logits = _forward_batch([sessions[i] for i in rows], [sessions[i]._frame_prefix() for i in rows],
+                            [frames[i] for i in rows])
+    # 3. queries at this frame's time, else the decision and its reply
+    speaking, answering = [], []
+    for row, i in enumerate(rows):
+        session = sessions[i]
+        session.frames_seen += 1
+        session._state = "stream"
+        if any(q.time <= times[i] for q in session._queries):
+            answering.append(i)
+        elif _speaks(session, logits[row]):
+            speaking.append(i)
+    prompts = {i: list(sessions[i].ids.reply_open_after_stream) for i in speaking}
+    _answer_queries(sessions, answering, results, indices, lambda i: lambda q: q.time <= times[i], prompts)
+    return results
+
+
+def _check(sessions, frames, times) -> None:
     if not (len(sessions) == len(frames) == len(times)):
         raise ValueError(f"push_frames: {len(sessions)} sessions, {len(frames)} frames, {len(times)} times")
     if len({id(s) for s in sessions}) != len(sessions):
         raise ValueError("push_frames: a session appears twice in one step")
     if not sessions:
-        return []
+        return
     model = sessions[0].model
     for session, frame, time in zip(sessions, frames, times):
         if session.model is not model:
@@ -88,72 +141,110 @@ def push_frames(sessions: Sequence[StreamSession], frames: Sequence[Tensor] | Te
             raise ValueError(f"push_frames: expected frame embeddings of shape {expected}, "
                              f"got {tuple(frame.shape)}")
         session._check_time(time)
-    results: list[list[Event] | None] = [None] * len(sessions)
-    batched = []
-    alone = not _full_attention_only(model)
-    for i, (session, time) in enumerate(zip(sessions, times)):
-        if alone or _due_query(session, time):  # a query is answered with this frame: stepped alone
-            results[i] = session.push_frame(frames[i], time)
-        else:
-            batched.append(i)
-    if len(batched) == 1:
-        i = batched[0]
-        results[i] = sessions[i].push_frame(frames[i], times[i])
-    elif batched:
-        group = [sessions[i] for i in batched]
-        for session, i in zip(group, batched):
-            session._last_time = float(times[i])
-        prefixes = [session._frame_prefix() for session in group]
-        logits = _forward_batch(group, prefixes, [frames[i] for i in batched])
-        speaking = [(session, i, _decide(session, logits[row])) for row, (session, i) in enumerate(zip(group, batched))]
-        failure: BaseException | None = None
-        for session, i, index in speaking:
-            results[i] = []
-            if index is None:
-                continue
-            try:
-                reply = session._reply(list(session.ids.reply_open_after_stream))
-            except BaseException as exc:  # noqa: BLE001 - re-raised once every session is consistent
-                failure = failure or exc
-                continue
-            results[i] = [Event(float(times[i]), "assistant", reply, index)]
-        if failure is not None:
-            raise failure
-    return [r if r is not None else [] for r in results]
 
 
-def _decide(session: StreamSession, logits: Tensor) -> int | None:
-    """The rest of ``push_frame`` after the frame's forward (no query is due), up to the reply:
-    the frame's index when the session speaks, else None (the interval is pending)."""
-    index = session.frames_seen
-    session.frames_seen += 1
-    session._state = "stream"
+def _alone(result: StepResult, step: Callable[[], list[Event]]) -> None:
+    try:
+        result.events = step()
+    except BaseException as exc:  # noqa: BLE001 - reported in the session's result
+        result.error = exc
+
+
+def _speaks(session: StreamSession, logits: Tensor) -> bool:
+    """The decision after a frame (no query due): True when the session speaks, else the interval
+    token is left pending."""
     if session.trace is not None:
         session.trace.decision_positions.append(session.kv_length - 1)
         session.trace.decision_logits.append(logits.float().cpu())
     ids = session.ids
-    if not responds(frame_scores(logits[None], ids.silence_id)[0], session.gen.threshold):
-        session._pending = [ids.interval_id] if ids.interval_id is not None else []
-        return None
-    return index
+    if responds(frame_scores(logits[None], ids.silence_id)[0], session.gen.threshold):
+        return True
+    session._pending = [ids.interval_id] if ids.interval_id is not None else []
+    return False
+
+
+def _answer_queries(sessions: Sequence[StreamSession], rows: list[int], results: list[StepResult],
+                    indices: list[int], due: Callable[[int], Callable], replies: dict[int, list[int]] | None = None):
+    """Answer the due queries of ``sessions[rows]`` in rounds (one query per session per round),
+    decoding the answers together; ``replies``: sessions that (also, in the first round) decode a
+    reply to this prompt, without a query (the decision fired)."""
+    replies = dict(replies or {})
+    while True:
+        prompts: dict[int, tuple[list[int], Event | None]] = {}
+        for i in rows:
+            asked = sessions[i]._next_query(due(i)) if results[i].error is None else None
+            if asked is not None:
+                query, prompt = asked
+                prompts[i] = (prompt, Event(query.time, "user", list(query.token_ids), indices[i]))
+        for i, prompt in replies.items():
+            prompts[i] = (prompt, None)
+        replies = {}
+        if not prompts:
+            return
+        order = list(prompts)
+        decoded = _decode([sessions[i] for i in order], [prompts[i][0] for i in order])
+        for i, reply in zip(order, decoded):
+            if isinstance(reply, BaseException):
+                results[i].error = reply
+                continue
+            user = prompts[i][1]
+            if user is not None:
+                results[i].events.append(user)
+            time = user.time if user is not None else sessions[i]._last_time
+            results[i].events.append(Event(time, "assistant", reply, indices[i]))
+        rows = [i for i in rows if i in prompts]
+
+
+def _decode(sessions: list[StreamSession], prompts: list[list[int]]) -> list[list[int] | BaseException]:
+    """Feed each session its prompt and decode its reply (``session._reply`` for all at once: one
+    forward per token over the sessions still replying). Returns each reply's ids, or the exception
+    its ``on_token`` raised (that session stops; the others go on)."""
+    results: list[list[int] | BaseException | None] = [None] * len(sessions)
+    contents: list[list[int]] = [[] for _ in sessions]
+    active, inputs = list(range(len(sessions))), prompts
+    while active:
+        logits = _forward_batch([sessions[i] for i in active], inputs, [None] * len(active))
+        still, inputs = [], []
+        for row, i in enumerate(active):
+            try:
+                done = sessions[i]._reply_step(logits[row], contents[i])
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller with the session
+                results[i] = exc
+                continue
+            if done:
+                results[i] = contents[i]
+            else:
+                still.append(i)
+                inputs.append([contents[i][-1]])
+        active = still
+    return results
 
 
 class _StackedLayer(DynamicLayer):
     """One layer of the sessions' caches stacked left-padded into a buffer with room for ``width``
-    more tokens, which the forward writes in place (no concatenation of the stacked cache)."""
+    more tokens, which the forward writes in place. The buffers come from ``workspace`` (reused
+    from step to step: no fresh allocation, no zero-filling of a whole buffer)."""
 
-    def __init__(self, sessions: list[StreamSession], lengths: list[int], index: int, width: int) -> None:
+    def __init__(self, layers: list[DynamicLayer | None], lengths: list[int], width: int,
+                 workspace: dict, index: int) -> None:
         super().__init__()
         past = max(lengths)
-        own = [s.cache.layers[index] if n else None for s, n in zip(sessions, lengths)]
-        ref = next(layer for layer, n in zip(own, lengths) if n)
+        ref = next(layer for layer, n in zip(layers, lengths) if n)
         self.buffers = []
         for name in ("keys", "values"):
             sample = getattr(ref, name)
-            buffer = sample.new_zeros(len(sessions), sample.shape[1], past + width, sample.shape[-1])
-            for row, (layer, n) in enumerate(zip(own, lengths)):
+            shape = (len(layers), sample.shape[1], past + width, sample.shape[-1])
+            buffer = workspace.get((index, name))
+            if (buffer is None or buffer.dtype != sample.dtype or buffer.device != sample.device
+                    or any(have < need for have, need in zip(buffer.shape, shape))):
+                grown = (shape[0], shape[1], max(2 * shape[2], 256), shape[3])
+                buffer = workspace[(index, name)] = sample.new_empty(grown)
+            buffer = buffer[: shape[0], :, : shape[2]]
+            for row, (layer, n) in enumerate(zip(layers, lengths)):
                 if n:
                     buffer[row, :, past - n:past] = getattr(layer, name)[0]
+                if n < past:  # masked pads: any finite value (a stale NaN would poison the row's sums)
+                    buffer[row, :, :past - n].zero_()
             self.buffers.append(buffer)
         self.length = past
         self.keys, self.values = self.buffers[0][:, :, :past], self.buffers[1][:, :, :past]
@@ -167,53 +258,64 @@ class _StackedLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]], frames: list[Tensor]) -> Tensor:
-    """``_forward(prefix, frame)`` of every session in one forward; returns the last logits ``[B, V]``."""
+def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
+                   frames: list[Tensor | None]) -> Tensor:
+    """``session._forward(prefix, frame)`` of every session in one forward (a frame may be None);
+    returns the last logits ``[B, V]``."""
+    if len(sessions) == 1:
+        return sessions[0]._forward(prefixes[0], frames[0])[None]
     model = sessions[0].model
     device, dtype = model.device, model.dtype
-    inputs = []
+    flat = [token for ids in prefixes for token in ids]
+    token_embeds = model.embed_tokens(torch.tensor([flat], device=device))[0] if flat else None
+    inputs, offset = [], 0
     for session, ids, frame in zip(sessions, prefixes, frames):
         parts = []
         if ids:
-            parts.append(model.embed_tokens(torch.tensor([ids], device=device))[0])
-        parts.append(frame.to(device=device, dtype=dtype))
+            parts.append(token_embeds[offset:offset + len(ids)])
+            offset += len(ids)
+        if frame is not None:
+            parts.append(frame.to(device=device, dtype=dtype))
         embeds = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
         policy = session.engine.kv_policy
         if policy is not None:
             session.evicted_tokens += policy.apply(session.cache, embeds.shape[0], session.engine.rotary)
         inputs.append(embeds)
-    lengths = [s.kv_length for s in sessions]
-    counts = [e.shape[0] for e in inputs]
-    batch, past, width = len(sessions), max(lengths), max(counts)
-    padded = any(n != past for n in lengths) or any(n != width for n in counts)
+    lengths = torch.tensor([s.kv_length for s in sessions], device=device)
+    counts = torch.tensor([e.shape[0] for e in inputs], device=device)
+    past, width = int(lengths.max()), int(counts.max())
+    padded = bool((lengths != past).any() or (counts != width).any())
 
-    embeds = inputs[0].new_zeros(batch, width, inputs[0].shape[-1])
-    positions = torch.zeros(batch, width, dtype=torch.long, device=device)
-    mask = torch.zeros(batch, past + width, dtype=torch.long, device=device)
-    for row, (x, n, start) in enumerate(zip(inputs, counts, lengths)):
-        embeds[row, width - n:] = x
-        positions[row, width - n:] = torch.arange(start, start + n, device=device)
-        mask[row, past - start:past] = 1
-        mask[row, past + width - n:] = 1
-
-    cache = DynamicCache()
+    embeds = torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True, padding_side="left")
+    column = torch.arange(width, device=device)[None]
+    first = width - counts[:, None]  # the first real column of each row's input
+    positions = (lengths[:, None] + column - first).clamp(min=0)
+    cache = StreamCache()
     if past:
-        reference = next(s.cache for s, n in zip(sessions, lengths) if n)
-        cache.layers = [_StackedLayer(sessions, lengths, index, width) for index in range(len(reference.layers))]
+        layers = [s.cache.layers if n else None for s, n in zip(sessions, lengths.tolist())]
+        reference = next(layer for layer in layers if layer is not None)
+        workspace = _WORKSPACES.setdefault(model, {})
+        cache.layers = [_StackedLayer([own[index] if own else None for own in layers], lengths.tolist(), width,
+                                      workspace, index) for index in range(len(reference))]
+    mask = None
+    if padded:
+        past_column = torch.arange(past, device=device)[None]
+        mask = torch.cat([past_column >= past - lengths[:, None], column >= first], dim=1).long()
 
     out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True,
-                               attention_mask=mask if padded else None, logits_to_keep=1)
+                               attention_mask=mask, logits_to_keep=1)
     for layer_index, layer in enumerate(cache.layers):
-        for row, (session, n) in enumerate(zip(sessions, counts)):
+        for row, (session, n) in enumerate(zip(sessions, counts.tolist())):
             session.cache.update(layer.keys[row:row + 1, :, past + width - n:],
                                  layer.values[row:row + 1, :, past + width - n:], layer_index)
-    for session, ids, frame, n in zip(sessions, prefixes, frames, counts):
+    for session, ids, frame, n in zip(sessions, prefixes, frames, counts.tolist()):
         session.llm_calls += 1
         session.tokens_fed += n
         if session.trace is not None:
             session.trace.fed_ids += ids
-            session.trace.fed_ids += [session.ids.frame_id] * frame.shape[0]
+            if frame is not None:
+                session.trace.fed_ids += [session.ids.frame_id] * frame.shape[0]
     return out.logits[:, -1]
 
 
-__all__ = ["push_frames"]
+__all__ = ["StepResult", "push_frames", "step_frames"]

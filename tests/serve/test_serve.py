@@ -239,7 +239,7 @@ def test_one_session_failing_leaves_the_others_alone(server):
         def broken(*args, **kwargs):
             raise RuntimeError("boom")
 
-        scheduler._sessions[bad_id].assistant.push_frame = broken
+        scheduler._sessions[bad_id].assistant.text_events = broken  # fails while its frame is delivered
         bad.send(frame_message(0.0, png))
         good.send(json.dumps({"type": "query", "time": 0, "text": "Hello?"}))
         good.send(frame_message(0.0, png))

@@ -4,8 +4,9 @@ Each :class:`Session` has a bounded queue of frames: a live stream's frame arriv
 queue drops the oldest waiting one (counted); an upload (``POST /v1/narrate``) waits instead, so
 nothing of a file is lost. The worker takes one frame from each session that has work, in
 round-robin order (:meth:`Scheduler._next_batch`), and runs that batch (:meth:`Scheduler._step`):
-today one session after the other; a batched step over many sessions replaces ``_step`` alone,
-the queues, the protocol and the app stay as they are.
+the images are encoded in one batch and the sessions advanced by one batched step
+(:func:`~streamvlm.inference.batch.step_frames`: one forward for all their frames, then one per
+reply token for those answering or speaking), each session's result the same as alone.
 
 Nothing here runs on the event loop: the app hands frames and questions over with the
 ``submit_*`` methods (which never block a live stream) and receives messages through each
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.assistant import encode_images
+from ..inference.batch import step_frames
 from ..inference.config import GenerationConfig, TimedQuery
 from .images import ImageError, decode_image
 from .limits import ServeLimits
@@ -219,24 +222,80 @@ class Scheduler:
         return batch
 
     def _step(self, batch: list[tuple[Session, _Frame | None]]) -> None:
-        """Run one frame of each session of ``batch`` (per session; see the module docstring)."""
+        """Run one frame of each session of ``batch``: their images encoded in one batch, their
+        frames (and queries, and replies) advanced by one batched step (``step_frames``). One
+        session's failure never touches another."""
+        ready: list[tuple[Session, _Frame, Any]] = []
         for session, frame in batch:
             if session.closed:
                 continue
-            try:
-                if frame is None:
-                    self._finish(session)
-                else:
-                    self._process(session, frame)
-            except _Cancelled:
-                pass
-            except Exception as exc:  # one session's failure never touches another
-                log.exception("session %s failed", session.id[:6])
-                session.emit(ErrorMessage(code="internal", message=f"the session failed: {type(exc).__name__}"))
-                session.emit(Close(CloseCode.INTERNAL, "internal error"))
-                self.close(session)
+            if frame is None:
+                self._guard(session, self._finish, session)
+                continue
+            image = self._guard(session, self._prepare, session, frame)
+            if image is not None:
+                ready.append((session, frame, image))
+        if not ready:
+            return
+        try:
+            embeds = encode_images(self.model, [image for _, _, image in ready])
+        except Exception as exc:  # noqa: BLE001 - a batch that cannot be encoded fails its sessions, not the worker
+            log.exception("frame encoding failed")
+            for session, _, _ in ready:
+                self._fail(session, exc)
+            return
+        assistants = [session.assistant for session, _, _ in ready]
+        for (session, frame, _), assistant in zip(ready, assistants):
+            assistant.session.on_token = self._streamer(session, frame)
+        try:
+            results = step_frames([a.session for a in assistants], list(embeds), [f.time for _, f, _ in ready])
+        except Exception as exc:  # noqa: BLE001 - the step itself failed (e.g. out of memory): its sessions end
+            log.exception("batched step failed")
+            for session, _, _ in ready:
+                self._fail(session, exc)
+            return
+        finally:
+            for assistant in assistants:
+                assistant.session.on_token = None
+        for (session, frame, _), result in zip(ready, results):
+            if isinstance(result.error, _Cancelled):
+                continue
+            if result.error is not None:
+                log.error("session %s failed", session.id[:6], exc_info=result.error)
+                self._fail(session, result.error)
+                continue
+            self._guard(session, self._deliver, session, frame, result.events)
 
-    def _process(self, session: Session, frame: _Frame) -> None:
+    def _deliver(self, session: Session, frame: _Frame, events: list) -> None:
+        latency = time.monotonic() - frame.arrived
+        session.processed += 1
+        session.latency_sum += latency
+        self.metrics.processed(latency)
+        for event in session.assistant.text_events(events):
+            if event.role == "user":
+                session.emit(UserMessage(time=event.time, text=event.text))
+            else:
+                session.emit(AssistantMessage(time=event.time, text=event.text))
+
+    def _guard(self, session: Session, step: Callable, *args):
+        """``step(*args)``; an unexpected exception fails ``session`` alone (returns None)."""
+        try:
+            return step(*args)
+        except _Cancelled:
+            return None
+        except Exception as exc:  # noqa: BLE001 - one session's failure never touches another
+            log.exception("session %s failed", session.id[:6])
+            self._fail(session, exc)
+            return None
+
+    def _fail(self, session: Session, exc: BaseException) -> None:
+        session.emit(ErrorMessage(code="internal", message=f"the session failed: {type(exc).__name__}"))
+        session.emit(Close(CloseCode.INTERNAL, "internal error"))
+        self.close(session)
+
+    def _prepare(self, session: Session, frame: _Frame) -> Any:
+        """The frame's image (None when rejected, with an error event), its threshold and the
+        questions due at it queued on the session."""
         image = frame.payload
         if isinstance(image, bytes):
             try:
@@ -245,18 +304,22 @@ class Scheduler:
                 session.rejected += 1
                 self.metrics.frames_rejected.inc()
                 session.emit(ErrorMessage(code=exc.code, message=f"frame at {frame.time:.3f}s: {exc}"))
-                return
+                return None
         assistant = session.assistant
         if session.threshold is not None:
             assistant.session.gen = replace(assistant.session.gen, threshold=session.threshold)
             session.threshold = None
-        embeds = assistant.encode_images([image])[0]
         with self._cond:
             due = [q for q in session.queries if q.time <= frame.time]
             session.queries = session.queries[len(due):]
         last = assistant.session._last_time
         for q in due:  # asked at the first frame at or after their time, as narrate does
             assistant.ask(q.text, max(q.time, last))
+        return image
+
+    def _streamer(self, session: Session, frame: _Frame) -> Callable[[list[int]], None]:
+        """The ``on_token`` of a session's replies at ``frame``: streams the new text as deltas and
+        stops the reply once the session is closed."""
         decode = self.model.tokenizer.decode
         said = [""]
 
@@ -271,20 +334,7 @@ class Scheduler:
                     session.emit(AssistantDeltaMessage(time=frame.time, delta=text[len(said[0]):]))
                 said[0] = text
 
-        assistant.session.on_token = on_token
-        try:
-            events = assistant.push_frame(embeds, frame.time)
-        finally:
-            assistant.session.on_token = None
-        latency = time.monotonic() - frame.arrived
-        session.processed += 1
-        session.latency_sum += latency
-        self.metrics.processed(latency)
-        for event in events:
-            if event.role == "user":
-                session.emit(UserMessage(time=event.time, text=event.text))
-            else:
-                session.emit(AssistantMessage(time=event.time, text=event.text))
+        return on_token
 
     def _finish(self, session: Session) -> None:
         with self._cond:

@@ -29,7 +29,13 @@ def run(options: Options) -> int:
     start = time.perf_counter()
     w = options.world
     world = generate_world(options.out, w.num_videos, w.seed, duration=w.duration, size=w.size, fps=w.fps,
-                           split=w.split, workers=options.workers, overwrite=options.overwrite)
+                           split=w.split, workers=options.workers, overwrite=options.overwrite, live=w.live)
     counts = ", ".join(f"{s} {len(world.split(s))}" for s in ("train", "val", "test"))
+    streams = [v for v in world.videos if v.parts is not None]
+    if streams:
+        tasks = sum(len(v.parts) for v in streams)
+        idle = sum(b - a for v in streams for a, b in v.idle or [])
+        counts += (f"; {len(streams)} live-like: {tasks} tasks, {sum(v.duration for v in streams) / 60:.1f} min, "
+                   f"{idle / 60:.1f} min in idle stretches")
     print(f"wrote {len(world.videos)} videos ({counts}) to {options.out} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -1,10 +1,14 @@
 """Write the synthetic world's ground truth in the real datasets' annotation formats.
 
 - Ego4D narrations (``narration.json``): one point per action at the moment it visibly happens,
-  ``"#C C picks up the red cup"``, plus one ``#Summary`` per video.
-- Ego4D GoalStep (``goalstep_{split}.json``): goal -> steps -> substeps (the atomic actions).
+  ``"#C C picks up the red cup"``, plus one ``#Summary`` per video (per task of a stream that
+  chains several, over the time its table is shown).
+- Ego4D GoalStep (``goalstep_{split}.json``): goal -> steps -> substeps (the atomic actions). A
+  stream's goal names its tasks ("make tea, cut fruit and tidy the desk"), its steps are all of
+  theirs, in order.
 - COIN (``COIN.json``): task class and step segments; ``subset`` is ``training`` for the train
   split and ``testing`` for val and test. A top-level ``taxonomy`` lists each task's step ids.
+  Streams of several tasks are not listed (a COIN video shows one task).
 - Ego4D long-term anticipation (``fho_lta_{split}.json`` and ``fho_lta_taxonomy.json``): one
   clip per video (the whole video), one entry per action with verb/noun labels.
 
@@ -30,8 +34,10 @@ def narrations(videos: list[VideoSpec]) -> dict:
         items = [{"timestamp_sec": a.time, "timestamp_frame": int(round(a.time * v.fps)),
                   "narration_text": a.narration, "annotation_uid": f"{v.uid}_n{i:03d}"}
                  for i, a in enumerate(v.actions)]
-        summary = {"start_sec": 0.0, "end_sec": v.duration, "summary_text": f"#Summary C tries to {v.goal} at a table."}
-        out[v.uid] = {"narration_pass_1": {"narrations": items, "summaries": [summary]}}
+        spans = [(p.start, p.end, p.goal) for p in v.parts] if v.parts else [(0.0, v.duration, v.goal)]
+        summaries = [{"start_sec": start, "end_sec": end, "summary_text": f"#Summary C tries to {goal} at a table."}
+                     for start, end, goal in spans]
+        out[v.uid] = {"narration_pass_1": {"narrations": items, "summaries": summaries}}
     return out
 
 
@@ -56,6 +62,8 @@ def coin(videos: list[VideoSpec]) -> dict:
     recipe = {t.name: i + 1 for i, t in enumerate(TASKS)}
     database = {}
     for v in videos:
+        if v.parts and len(v.parts) > 1:  # a COIN video shows one task instance: streams are left out
+            continue
         ann = [{"id": str(s.step_id), "segment": [s.start, s.end], "label": s.description} for s in v.steps]
         database[v.uid] = {"duration": v.duration, "class": v.goal,
                            "subset": "training" if v.split == "train" else "testing",

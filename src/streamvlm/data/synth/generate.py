@@ -26,7 +26,7 @@ from ...errors import UserError
 from .formats import SPLITS, write_annotations
 from .planner import plan_video
 from .render import render_video_frames
-from .spec import WORLD_VERSION, SynthWorld, VideoSpec, WorldOptions
+from .spec import WORLD_VERSION, LiveOptions, SynthWorld, VideoSpec, WorldOptions
 
 _OUTPUTS = ("videos", "annotations", "world.json", "splits.json")
 
@@ -64,16 +64,19 @@ def _write_one(args: tuple[VideoSpec, str]) -> str:
 
 def generate_world(out_dir: str | Path, num_videos: int, seed: int, *, duration: float = 60.0,
                    size: int = 96, fps: float = 8.0, split: Literal["auto", "train", "val", "test"] = "auto",
-                   workers: int | None = None, overwrite: bool = False, progress: bool = True) -> SynthWorld:
+                   workers: int | None = None, overwrite: bool = False, progress: bool = True,
+                   live: LiveOptions | None = None) -> SynthWorld:
     """Generate ``num_videos`` videos of world ``seed`` into ``out_dir`` and return the world.
 
     Everything written is a pure function of the arguments other than ``workers``,
     ``overwrite`` and ``progress``. ``split="auto"`` gives each video a split from
     ``(seed, index)`` (80/10/10); ``"train"``/``"val"``/``"test"`` puts every video in that split
     (e.g. an extra test set from a new seed). ``workers`` defaults to the number of CPUs.
+    ``live`` makes a share of the videos live-like streams (several tasks, idle stretches; see
+    :class:`~.spec.LiveOptions`); without it every video is a one-task clip.
     """
     options = WorldOptions(num_videos=num_videos, seed=seed, duration=float(duration), size=size,
-                           fps=float(fps), split=split)
+                           fps=float(fps), split=split, live=live or LiveOptions())
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -109,9 +112,9 @@ def _generate(staging: Path, options: WorldOptions, workers: int | None, progres
 
     seed, num_videos, split = options.seed, options.num_videos, options.split
     duration, fps, size = options.duration, options.fps, options.size
-    videos = [plan_video(seed, i, duration=duration, fps=fps, size=size, split=None if split == "auto" else split)
-              for i in range(num_videos)]
-    jobs = [(v, str(staging / "videos")) for v in videos]
+    videos = [plan_video(seed, i, duration=duration, fps=fps, size=size, split=None if split == "auto" else split,
+                         live=options.live) for i in range(num_videos)]
+    jobs = [(v, str(staging / "videos")) for v in sorted(videos, key=lambda v: -v.num_frames)]  # long ones first
     workers = max(1, min(workers or os.cpu_count() or 1, num_videos))
     bar = tqdm(total=num_videos, desc="synth videos", unit="video", disable=not progress)
     if workers == 1:

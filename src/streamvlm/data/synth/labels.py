@@ -12,6 +12,7 @@ class index; 0 always means "none".
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,10 +48,16 @@ def _object_classes(spec: VideoSpec, oid: str | None) -> tuple[int, int]:
 def frame_labels(spec: VideoSpec, times: Sequence[float]) -> np.ndarray:
     """Labels of the frames of ``spec`` shown at ``times`` (seconds) -> int64 ``[N, F]``, one
     column per :data:`LABEL_FIELDS` entry."""
-    timeline = _Timeline(spec)
+    scenes = spec.scenes()
+    starts = [start for start, _, _ in scenes]
+    timelines: dict[int, _Timeline] = {}
     rows = np.zeros((len(times), len(LABEL_FIELDS)), dtype=np.int64)
     for i, t in enumerate(times):
-        held = next((o.id for o in spec.objects if timeline.state(o.id, t).holder == "hand"), None)
+        k = max(bisect_right(starts, t) - 1, 0)  # the part of a stream on screen at t
+        if k not in timelines:
+            timelines[k] = _Timeline(scenes[k][2])
+        timeline, shown = timelines[k], scenes[k][2]
+        held = next((o.id for o in shown.objects if timeline.state(o.id, t).holder == "hand"), None)
         action = timeline.current(t)
         verb = VERB_CLASSES.index(action.verb) if action is not None else 0
         obj = _object_classes(spec, action.obj if action is not None else None)

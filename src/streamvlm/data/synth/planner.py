@@ -1,4 +1,5 @@
 """Plan one synthetic video: pick a task, lay out the table, order the steps, time the actions.
+A live-like stream (:func:`plan_stream`) chains such task instances with idle stretches.
 
 :func:`plan_video` is a pure function of ``(seed, index, options)``: the same arguments always give
 the same :class:`~.spec.VideoSpec`. Each video draws from its own random streams
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import RenderStyle, Split, SynthAction, SynthObject, SynthStep, VideoSpec
+from .spec import LiveOptions, RenderStyle, Split, SynthAction, SynthObject, SynthPart, SynthStep, VideoSpec
 from .vocabulary import (
     COLOURS,
     CONTAINERS,
@@ -24,7 +25,7 @@ from .vocabulary import (
 )
 
 # Independent random streams of one video.
-_PLAN, _SPLIT, _TASK = 0, 1, 2
+_PLAN, _SPLIT, _TASK, _STREAM, _LIVE = 0, 1, 2, 3, 4
 
 SPLIT_RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
@@ -262,12 +263,15 @@ def _add_interludes(steps: list[StepDef], objects: list[SynthObject], duration: 
     return out
 
 
-def plan_video(seed: int, index: int, *, duration: float = 60.0, fps: float = 8.0, size: int = 96,
-               split: Split | None = None) -> VideoSpec:
-    """Plan video ``index`` of world ``seed``; ``split`` overrides the seed-derived split."""
-    rng = np.random.default_rng([seed, index, _PLAN])
-    task = task_of(seed, index)
+def _plan_task(task: TaskDef, rng: np.random.Generator, duration: float, first_id: int = 0):
+    """One task instance laid out and timed over ``duration`` seconds, as a clip of that length:
+    ``(objects, steps, stain, plan, times)`` (see :func:`_simulate` and :func:`_timing`). Object
+    ids count from ``o<first_id>``."""
     objects, top = _make_objects(task, rng)
+    if first_id:
+        names = {o.id: f"o{first_id + i}" for i, o in enumerate(objects)}
+        for o in objects:
+            o.id, o.inside = names[o.id], names.get(o.inside) if o.inside else None
     steps = _add_interludes(_choose_steps(task, rng), objects, duration, rng)
     stain = None
     if task.stain:
@@ -275,29 +279,163 @@ def plan_video(seed: int, index: int, *, duration: float = 60.0, fps: float = 8.
         stain = (x, y, 0.08)
     plan = _simulate(steps, objects, top, rng, stain)
     times = _timing([p[1] for p in plan], [p[0] for p in plan], duration, rng)
+    return objects, steps, stain, plan, times
+
+
+def _assemble(task: TaskDef, steps: list[StepDef | None], objects: list[SynthObject], plan, times,
+              first_action: int = 0, first_step: int = 0) -> tuple[list[SynthAction], list[SynthStep]]:
+    """The actions and goal steps of one task instance; action and step indices start at
+    ``first_action`` and ``first_step`` (the video's earlier task instances)."""
+    ids = {(t, d): i for i, t, d in step_taxonomy()}
     objs = {o.id: o for o in objects}
     actions = []
     for (si, verb, obj, target, tool, x, y), (start, when, end) in zip(plan, times):
         narration, imperative, noun = _describe(verb, objs, obj, target, tool)
         actions.append(SynthAction(verb, obj, target, tool, start, when, end, x, y, si, narration, imperative, noun))
-    ids = {(t, d): i for i, t, d in step_taxonomy()}
     out_steps = []
     for si, step in enumerate(steps):
         members = [i for i, a in enumerate(actions) if a.step == si]
         if not members or not step.description:  # interludes belong to no step
             continue
-        out_steps.append(SynthStep(len(out_steps), ids[(task.name, step.description)], step.description,
-                                   actions[members[0]].start, actions[members[-1]].end, step.optional, members))
+        out_steps.append(SynthStep(first_step + len(out_steps), ids[(task.name, step.description)],
+                                   step.description, actions[members[0]].start, actions[members[-1]].end,
+                                   step.optional, [first_action + i for i in members]))
     for a in actions:  # action.step indexes the kept goal steps, -1 for off-task actions
         a.step = -1
-    for new_index, s in enumerate(out_steps):
+    for s in out_steps:
         for i in s.actions:
-            actions[i].step = new_index
+            actions[i - first_action].step = s.index
+    return actions, out_steps
+
+
+def _style(rng: np.random.Generator) -> RenderStyle:
     base = np.array([170, 140, 105]) + rng.integers(-15, 16, 3)
-    style = RenderStyle(seed=int(rng.integers(2**31)), jitter=round(float(rng.uniform(0.003, 0.01)), 4),
-                        light=round(float(rng.uniform(0.04, 0.12)), 4), fly=bool(rng.random() < 0.7),
-                        table=tuple(int(c) for c in base))
+    return RenderStyle(seed=int(rng.integers(2**31)), jitter=round(float(rng.uniform(0.003, 0.01)), 4),
+                       light=round(float(rng.uniform(0.04, 0.12)), 4), fly=bool(rng.random() < 0.7),
+                       table=tuple(int(c) for c in base))
+
+
+def is_live(seed: int, index: int, live: LiveOptions | None) -> bool:
+    """Whether video ``index`` of world ``seed`` is a live-like stream (a pure function of
+    ``(seed, index, live.live_fraction)``)."""
+    if live is None or live.live_fraction <= 0:
+        return False
+    return bool(np.random.default_rng([seed, index, _LIVE]).random() < live.live_fraction)
+
+
+def plan_video(seed: int, index: int, *, duration: float = 60.0, fps: float = 8.0, size: int = 96,
+               split: Split | None = None, live: LiveOptions | None = None) -> VideoSpec:
+    """Plan video ``index`` of world ``seed``; ``split`` overrides the seed-derived split. With
+    ``live``, the videos :func:`is_live` picks are live-like streams (:func:`plan_stream`)."""
+    if is_live(seed, index, live):
+        return plan_stream(seed, index, live, duration=live.live_duration or duration, fps=fps, size=size,
+                           split=split)
+    rng = np.random.default_rng([seed, index, _PLAN])
+    task = task_of(seed, index)
+    objects, steps, stain, plan, times = _plan_task(task, rng, duration)
+    actions, out_steps = _assemble(task, steps, objects, plan, times)
     return VideoSpec(uid=video_uid(seed, index), index=index, seed=seed, split=split or split_of(seed, index),
                      task=task.name, goal=task.goal, category=task.category, duration=float(duration),
                      fps=float(fps), size=int(size), objects=objects, actions=actions, steps=out_steps,
-                     style=style, stain=stain)
+                     style=_style(rng), stain=stain)
+
+
+# ---------------------------------------------------------------------------- live-like streams
+#: Each task of a stream is paced like a clip of this many seconds (the clips a default world
+#: holds), then its lead-in and tail are replaced by the stream's idle stretches.
+TASK_SECONDS = 60.0
+#: How far before the end of a stream its last action must end (as in clips).
+_END_MARGIN = 0.2
+
+
+def _idle_length(rng: np.random.Generator, live: LiveOptions) -> float:
+    lo, hi = live.idle_min, live.idle_max
+    if live.idle_distribution == "uniform":
+        return round(float(rng.uniform(lo, hi)), 3)
+    return round(float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), 3)
+
+
+def _english_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _stream_task(seed: int, index: int, k: int, task: TaskDef, first_id: int, live: LiveOptions):
+    """Task instance ``k`` of a stream, timed from 0 like a clip of :data:`TASK_SECONDS`, with idle
+    stretches added at some step boundaries where the hand is empty. Returns ``(objects, steps,
+    stain, plan, times, idle)``; every action fits (the clip is lengthened if it did not)."""
+    for seconds in (TASK_SECONDS, 1.5 * TASK_SECONDS, 3 * TASK_SECONDS):
+        rng = np.random.default_rng([seed, index, _STREAM, 1, k, int(seconds)])
+        objects, steps, stain, plan, times = _plan_task(task, rng, seconds, first_id)
+        if len(times) == len(plan):
+            break
+    held = False
+    shift, idle, out = 0.0, [], []
+    for i, (p, (start, when, end)) in enumerate(zip(plan, times)):
+        if i and p[0] != plan[i - 1][0] and not held and rng.random() < live.idle_within:
+            length = _idle_length(rng, live)
+            begin = out[-1][2]
+            idle.append((begin, round(begin + length, 3)))
+            shift += length
+        out.append((round(start + shift, 3), round(when + shift, 3), round(end + shift, 3)))
+        verb = p[1]
+        held = verb in ("pick", "take_out") or (held and verb not in ("put_down", "put_in", "stack", "put_on"))
+    return objects, steps, stain, plan, out, idle
+
+
+def plan_stream(seed: int, index: int, live: LiveOptions, *, duration: float = 600.0, fps: float = 8.0,
+                size: int = 96, split: Split | None = None) -> VideoSpec:
+    """Plan video ``index`` of world ``seed`` as a live-like stream of ``duration`` seconds: task
+    instances one after another (the first is :func:`task_of`, each next one a different task),
+    each paced like a clip, separated by idle stretches drawn from ``live`` (and with some inside
+    them, at step boundaries), until ``live.tasks_per_video`` tasks are done or the next one no
+    longer fits; the rest of the video is idle. The scene cuts to the next task's table in the
+    middle of the idle stretch between two tasks. A pure function of ``(seed, index, live,
+    duration)``, and a longer stream (or more tasks) continues a shorter one of the same video."""
+    main = np.random.default_rng([seed, index, _STREAM])
+    style = _style(np.random.default_rng([seed, index, _STREAM, 0]))
+    limit = duration - _END_MARGIN
+    objects: list[SynthObject] = []
+    actions: list[SynthAction] = []
+    steps: list[SynthStep] = []
+    parts: list[SynthPart] = []
+    idle: list[tuple[float, float]] = []
+    lead = _idle_length(main, live) if main.random() < 0.5 else 0.0
+    task, cursor, k = task_of(seed, index), 0.0, 0
+    while live.tasks_per_video == 0 or k < live.tasks_per_video:
+        if k:
+            others = [t for t in TASKS if t.name != task.name]
+            task = others[int(main.integers(len(others)))]
+            pause = _idle_length(main, live)
+        objs, stepdefs, stain, plan, times, inner = _stream_task(seed, index, k, task, len(objects), live)
+        start = 0.0
+        if k == 0:
+            offset = lead if lead + times[-1][2] <= limit else 0.0  # no idle lead-in if it does not fit
+            if times[-1][2] > limit:  # a short video: one task paced as a clip of its length, cut off if need be
+                objs, stepdefs, stain, plan, times = _plan_task(
+                    task, np.random.default_rng([seed, index, _STREAM, 2]), duration)
+                inner = []
+            if offset:
+                idle.append((0.0, offset))
+        else:
+            offset = cursor + pause
+            if offset + times[-1][2] > limit:
+                break
+            idle.append((cursor, round(cursor + pause, 3)))
+            start = parts[-1].end = round(cursor + pause / 2, 3)  # the table is re-laid mid-pause
+        times = [tuple(round(offset + t, 3) for t in triple) for triple in times]
+        idle += [(round(offset + a, 3), round(offset + b, 3)) for a, b in inner]
+        new_actions, new_steps = _assemble(task, stepdefs, objs, plan, times, len(actions), len(steps))
+        parts.append(SynthPart(task.name, task.goal, task.category, start, float(duration), [o.id for o in objs],
+                               stain))
+        objects += objs
+        actions += new_actions
+        steps += new_steps
+        cursor = times[-1][2] if times else 0.0
+        k += 1
+    names = list(dict.fromkeys(p.task for p in parts))
+    goals = list(dict.fromkeys(p.goal for p in parts))
+    categories = list(dict.fromkeys(p.category for p in parts))
+    return VideoSpec(uid=video_uid(seed, index), index=index, seed=seed, split=split or split_of(seed, index),
+                     task="+".join(names), goal=_english_list(goals), category=", ".join(categories),
+                     duration=float(duration), fps=float(fps), size=int(size), objects=objects, actions=actions,
+                     steps=steps, style=style, stain=None, parts=parts, idle=idle)

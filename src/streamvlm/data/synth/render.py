@@ -411,7 +411,14 @@ class _Scene:
 
 
 def render_video_frames(spec: VideoSpec) -> Iterator[np.ndarray]:
-    """Frames of ``spec``: ``uint8 [size, size, 3]`` RGB, frame ``i`` at time ``i / fps``."""
-    scene = _Scene(spec)
+    """Frames of ``spec``: ``uint8 [size, size, 3]`` RGB, frame ``i`` at time ``i / fps``. A stream
+    that chains tasks shows each part's table over its ``[start, end)`` (see
+    :meth:`~.spec.VideoSpec.scenes`); the camera, light and fly run on across the cuts."""
+    scenes = spec.scenes()
+    k, scene = 0, _Scene(scenes[0][2])
     for i in range(spec.num_frames):
-        yield scene.frame(i / spec.fps)
+        t = i / spec.fps
+        if k + 1 < len(scenes) and t >= scenes[k + 1][0]:  # a cut: the next part's table
+            k = max(j for j, (start, _, _) in enumerate(scenes) if t >= start)
+            scene = _Scene(scenes[k][2])
+        yield scene.frame(t)

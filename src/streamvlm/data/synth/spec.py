@@ -7,7 +7,7 @@ always gives the same frames.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ...errors import ConfigError, DataError
 from ...jsonfiles import read_json
-from ...settings import Arg, NonNegativeInt, PositiveInt, from_dict, save_json, settings
+from ...settings import Arg, NonNegativeInt, PositiveInt, Probability, from_dict, save_json, settings
 
 Split = Literal["train", "val", "test"]
 WORLD_VERSION = 1
@@ -85,8 +85,30 @@ class RenderStyle:
 
 
 @dataclass
+class SynthPart:
+    """One task instance of a video that chains several (a live-like stream). Over ``[start, end)``
+    the table holds this part's ``objects`` (ids into :attr:`VideoSpec.objects`) and its ``stain``;
+    between two parts the scene cuts to a freshly laid table, in the middle of an idle stretch."""
+
+    task: str
+    goal: str
+    category: str
+    start: float
+    end: float
+    objects: list[str]
+    stain: tuple[float, float, float] | None = None
+
+
+@dataclass
 class VideoSpec:
-    """A whole synthetic video: layout, task instance, actions and how to render it."""
+    """A whole synthetic video: layout, task instance(s), actions and how to render it.
+
+    A *clip* (``parts`` is None, every video of a default world) shows one task instance:
+    ``task``, ``goal``, ``category``, ``objects`` and ``stain`` describe it. A *live-like stream*
+    chains several: ``parts`` lists them in order (``objects`` is then every part's objects,
+    ``stain`` None, and ``task``/``goal``/``category`` name the distinct tasks in order of first
+    appearance), and ``idle`` lists its idle stretches ``[start, end]``: nothing is under way and
+    nothing is narrated (the empty hand returns to rest in the first second)."""
 
     uid: str
     index: int
@@ -103,6 +125,8 @@ class VideoSpec:
     steps: list[SynthStep]
     style: RenderStyle
     stain: tuple[float, float, float] | None = None  # x, y, radius of the dirty spot
+    parts: list[SynthPart] | None = None
+    idle: list[tuple[float, float]] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -114,6 +138,51 @@ class VideoSpec:
             if obj.id == oid:
                 return obj
         raise KeyError(oid)
+
+    def scenes(self) -> list[tuple[float, float, VideoSpec]]:
+        """``(start, end, spec)`` per table the video shows: a clip is one scene (itself); each part
+        of a stream is one, a spec of that part alone (its objects, actions and stain) that renders
+        and labels exactly like a clip over ``[start, end)``."""
+        if not self.parts:
+            return [(0.0, self.duration, self)]
+        out = []
+        for p in self.parts:
+            ids = set(p.objects)
+            out.append((p.start, p.end, replace(
+                self, task=p.task, goal=p.goal, category=p.category, objects=[o for o in self.objects if o.id in ids],
+                actions=[a for a in self.actions if p.start <= a.start < p.end], steps=[], stain=p.stain,
+                parts=None, idle=None)))
+        return out
+
+
+IdleSeconds = Annotated[float, Field(ge=3, le=3600)]
+
+
+@settings
+class LiveOptions:
+    """Live-like streams: several tasks in a row with idle stretches between and within them."""
+
+    live_fraction: Probability = 0.0
+    """Share of the videos that are live-like streams, each picked from (seed, index) alone; 1:
+    every video, 0: none (a world of one-task clips)."""
+    live_duration: Annotated[float, Field(ge=4, le=3600)] | None = None
+    """Seconds per live-like video (default: --duration)."""
+    tasks_per_video: Annotated[int, Field(ge=0, le=10_000)] = 0
+    """Most tasks chained in a live-like video; 0: as many as fit. Time left at the end is idle."""
+    idle_min: IdleSeconds = 5.0
+    """Shortest idle stretch in seconds (3 to 3600)."""
+    idle_max: IdleSeconds = 180.0
+    """Longest idle stretch in seconds (3 to 3600)."""
+    idle_distribution: Literal["loguniform", "uniform"] = "loguniform"
+    """How idle lengths are drawn between --idle-min and --idle-max: 'loguniform' (as many
+    stretches of 5-15 s as of 1-3 min) or 'uniform'."""
+    idle_within: Probability = 0.25
+    """Chance of an idle stretch at each step boundary inside a task (where the hand is empty);
+    every pair of consecutive tasks is separated by one."""
+
+    def __post_init__(self) -> None:
+        if self.idle_max < self.idle_min:
+            raise ValueError(f"idle_max {self.idle_max} is below idle_min {self.idle_min}")
 
 
 @settings
@@ -132,6 +201,8 @@ class WorldOptions:
     """Frames per second of the videos (1 to 60)."""
     split: Literal["auto", "train", "val", "test"] = "auto"
     """'auto': 80/10/10 by (seed, index); otherwise every video in this split."""
+    live: LiveOptions = field(default_factory=LiveOptions)
+    """Live-like streams (none by default)."""
 
 
 @dataclass
@@ -156,9 +227,16 @@ class SynthWorld:
         return world
 
     def save(self, root: str | Path) -> None:
-        """Write ``root/world.json``."""
+        """Write ``root/world.json``. Live-stream fields are left out where they are unused (no
+        live options, a clip's ``parts``/``idle``), so a world of clips is written as before them."""
         data = asdict(self)
         data.pop("root")
+        if data["options"]["live"] == asdict(LiveOptions()):
+            data["options"].pop("live")
+        for video in data["videos"]:
+            for key in ("parts", "idle"):
+                if video[key] is None:
+                    video.pop(key)
         save_json(data, Path(root) / "world.json")
 
     def video(self, uid: str) -> VideoSpec:

@@ -16,11 +16,12 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__
-from .errors import UserError
+from .errors import StreamvlmWarning, UserError
 
 PROG = "streamvlm"
 
@@ -39,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("encode", "pre-extract frame tokens for every video under a folder (one safetensors file each)"),
     "train": ("train", "train a model from a recipe config (a JSON file or a shipped recipe), key=value overrides"),
     "eval": ("eval", "evaluate a model: LM-PPL, TimeDiff, Fluency, LM-correctness (and COIN / Ego4D LTA)"),
+    "eval-live": ("eval_live", "stream synthetic clips through a model as in use (its own replies, a KV policy) "
+                               "and score them per time window"),
     "tables": ("tables", "reproduce the paper's ablation tables at CPU scale on the synthetic world"),
     "build-default": ("build_default", "rebuild the embedded default model from scratch"),
 }
@@ -104,10 +107,23 @@ def _dispatch(argv: list[str]) -> int:
     return int(module.run(options) or 0)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, StreamvlmWarning):
+        print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _dispatch(argv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", StreamvlmWarning)
+            warnings.showwarning = _show_warning
+            return _dispatch(argv)
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

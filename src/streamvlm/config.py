@@ -122,6 +122,11 @@ class StreamVLMConfig:
     """Most tokens of one reply at inference, eos excluded, unless the generation settings name
     another (``--max-new-tokens``): 64 for streamvlm's models, 99 for the released VideoLLM-online
     model, whose replies upstream stop at 100 tokens with the eos."""
+    stream_kv_budget: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    """KV tokens a stream keeps unless told otherwise (``--kv-budget``): the session start as an
+    attention sink plus the most recent window, so a stream never runs past what the model was
+    trained on. Set it from the training streams (the embedded model: 1024, see
+    docs/long-streams.md); None: the language model's context (max_position_embeddings)."""
     stream_loss_weight: NonNegativeFloat = 1.0
     """tau: weight of the learned frame decisions in the loss."""
     frame_fps: Fps = 2.0

@@ -10,6 +10,10 @@ class UserError(Exception):
     exit_code = 2
 
 
+class StreamvlmWarning(UserWarning):
+    """Something the user asked for works, but not as they may expect (the CLI prints it on one line)."""
+
+
 class ConfigError(UserError, ValueError):
     """A configuration file or value is invalid (unknown key, wrong type, bad value)."""
 

@@ -179,3 +179,13 @@ def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
 def base_model(model: PreTrainedModel | PeftModel) -> PreTrainedModel:
     """The underlying ``PreTrainedModel`` (unwraps peft)."""
     return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def text_config(language_model: torch.nn.Module) -> Any:
+    """The text config of the first transformers model inside ``language_model`` (which may be
+    wrapped: peft, or a module that adjusts its logits)."""
+    for module in language_model.modules():
+        config = getattr(module, "config", None)
+        if hasattr(config, "get_text_config"):
+            return config.get_text_config()
+    raise ValueError("no transformers model inside this language model")

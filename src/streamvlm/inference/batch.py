@@ -43,6 +43,7 @@ from torch import Tensor
 from transformers.cache_utils import DynamicLayer
 
 from ..decision import frame_scores, responds
+from ..language_model import text_config
 from .engine import Event, StreamSession
 from .kv_cache import StreamCache
 
@@ -62,15 +63,11 @@ class StepResult:
 def _full_attention_only(model) -> bool:
     """Whether every layer of the LM attends to the whole cache (no sliding window: a window's mask
     counts columns, which padding shifts)."""
-    for module in model.language_model.modules():
-        config = getattr(module, "config", None)
-        if hasattr(config, "get_text_config"):
-            text = config.get_text_config()
-            types = getattr(text, "layer_types", None)
-            if types is not None:
-                return all(t == "full_attention" for t in types)
-            return getattr(text, "sliding_window", None) is None
-    return False
+    text = text_config(model.language_model)
+    types = getattr(text, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return getattr(text, "sliding_window", None) is None
 
 
 def push_frames(sessions: Sequence[StreamSession], frames: Sequence[Tensor] | Tensor,
@@ -280,6 +277,7 @@ def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
         policy = session.engine.kv_policy
         if policy is not None:
             session.evicted_tokens += policy.apply(session.cache, embeds.shape[0], session.engine.rotary)
+        session._check_context(session.kv_length + embeds.shape[0])
         inputs.append(embeds)
     lengths = torch.tensor([s.kv_length for s in sessions], device=device)
     counts = torch.tensor([e.shape[0] for e in inputs], device=device)

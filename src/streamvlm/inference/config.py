@@ -55,9 +55,10 @@ class StreamOptions:
 
     fps: Fps | None = None
     """Frames per second to sample (default: the model's own)."""
-    kv_budget: KVBudget = 0
-    """Bound the KV cache to this many tokens (attention sink + recent window, positions re-rotated);
-    0 = unbounded."""
+    kv_budget: KVBudget | None = None
+    """KV cache tokens a stream keeps: the session start (attention sink) + the most recent window,
+    positions re-rotated. Default: the model's own budget (its stream_kv_budget, else its context);
+    0 = unbounded (the stream may run past the context the model was trained on)."""
     realtime: bool = False
     """Pace by the wall clock (a file plays like a camera); frames are dropped when the model falls behind."""
 

@@ -13,6 +13,7 @@ a reply decoded until eos or ``max_new_tokens``. User queries are inserted at a 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,11 +21,11 @@ import torch
 from torch import Tensor
 
 from ..decision import frame_scores, responds
-from ..errors import ConfigError
+from ..errors import ConfigError, StreamvlmWarning
 from ..model import StreamVLM
 from .config import GenerationConfig
 from .kv_cache import StreamCache
-from .kv_policy import KVPolicy, RotaryShift
+from .kv_policy import KVPolicy, RotaryShift, lm_context
 from .layout import LayoutIds
 
 
@@ -73,6 +74,8 @@ class StreamEngine:
         self.kv_policy = kv_policy
         self.layout = LayoutIds.from_model(model, system_prompt_ids)
         self.rotary = RotaryShift.from_model(model.language_model) if kv_policy is not None else None
+        self.context = lm_context(model)
+        """The language model's context (positions it was built for), or None."""
         if kv_policy is not None and kv_policy.max_tokens <= len(self.layout.start) + self.layout.tokens_per_frame:
             raise ConfigError(
                 f"kv policy: a budget of {kv_policy.max_tokens} tokens cannot hold the session start "
@@ -114,6 +117,7 @@ class StreamSession:
         self._state = "start"  # start | stream (after a frame) | reply (after a reply's eos)
         self._queries: list[_Query] = []
         self._last_time = -math.inf
+        self._past_context = False
         self._generator: torch.Generator | None = None
         if self.gen.do_sample:
             self._generator = torch.Generator(device=self.model.device)
@@ -183,6 +187,15 @@ class StreamSession:
             raise ValueError(f"time must be a finite number, got {time}")
         if time < self._last_time:
             raise ValueError(f"time goes backwards ({time} < {self._last_time})")
+
+    def _check_context(self, length: int) -> None:
+        """Warn (once) when the cache is about to hold ``length`` tokens, more than the model's context."""
+        context = self.engine.context
+        if context is not None and length > context and not self._past_context:
+            self._past_context = True
+            warnings.warn(f"the stream passed the model's context of {context} positions at frame {self.frames_seen} "
+                          "(an unbounded KV cache): replies may degrade; bound it with --kv-budget",
+                          StreamvlmWarning, stacklevel=3)
 
     def _frame_prefix(self) -> list[int]:
         if self._state == "start":
@@ -277,6 +290,7 @@ class StreamSession:
         if policy is not None:
             self.evicted_tokens += policy.apply(self.cache, length, self.engine.rotary)
         start = self.kv_length
+        self._check_context(start + length)
         positions = torch.arange(start, start + length, device=model.device)[None]
         out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
                                    use_cache=True, logits_to_keep=1)

@@ -11,13 +11,14 @@ cache length, and the model sees one contiguous sequence of positions.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StreamvlmWarning
 from .kv_cache import StreamCache
 
 # RoPE variants whose frequencies do not depend on the sequence length: a shift is one rotation.
@@ -115,3 +116,36 @@ class SinkWindowPolicy(KVPolicy):
             )
         count = max(length + incoming - self.max_tokens, self.chunk_tokens)
         return self.sink_tokens, min(count, length - self.sink_tokens)
+
+
+MIN_WINDOW = 128
+"""The smallest recent window a budget may leave after the session start (tokens): room for a
+frame, a reply and a query prompt at once."""
+
+
+def lm_context(model) -> int | None:
+    """The language model's context (``max_position_embeddings``), or None when it has none."""
+    from ..language_model import text_config
+
+    context = getattr(text_config(model.language_model), "max_position_embeddings", None)
+    return int(context) if context else None
+
+
+def stream_policy(model, kv_budget: int | None, start_tokens: int) -> SinkWindowPolicy | None:
+    """The KV policy of a stream over ``model``: ``kv_budget`` tokens in all (None: the model's
+    ``stream_kv_budget``, else its context; 0: unbounded), kept as the session start
+    (``start_tokens``, the attention sink, never evicted) plus the most recent window. Warns when a
+    budget exceeds the model's context; refuses one that leaves less than :data:`MIN_WINDOW`
+    tokens after the session start."""
+    context = lm_context(model)
+    budget = kv_budget if kv_budget is not None else (model.config.stream_kv_budget or context or 0)
+    if not budget:
+        return None
+    if context is not None and budget > context:
+        warnings.warn(f"--kv-budget {budget} exceeds the model's context of {context} positions: positions past "
+                      "it were never trained", StreamvlmWarning, stacklevel=2)
+    window = budget - start_tokens
+    if window < MIN_WINDOW:
+        raise ConfigError(f"--kv-budget {budget}: the session start takes {start_tokens} tokens, which leaves "
+                          f"{window} for the recent window; use at least {start_tokens + MIN_WINDOW}")
+    return SinkWindowPolicy(sink_tokens=start_tokens, window_tokens=window)

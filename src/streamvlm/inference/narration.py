@@ -26,16 +26,15 @@ NARRATE_INSTRUCTION = "Please concisely narrate the video in real time."
 
 
 def build_assistant(model: StreamVLM, generation: GenerationConfig | None = None,
-                    kv_budget: int = 0) -> LiveAssistant:
-    """A live assistant over ``model``; ``kv_budget`` > 0 bounds its cache (a sink of budget / 8
-    tokens keeps the session start, the rest is the recent window)."""
+                    kv_budget: int | None = None) -> LiveAssistant:
+    """A live assistant over ``model`` whose cache keeps ``kv_budget`` tokens: the session start
+    (the attention sink) plus the most recent window (None: the model's own budget; 0: unbounded;
+    see :func:`~.kv_policy.stream_policy`)."""
     from .assistant import LiveAssistant
-    from .kv_policy import SinkWindowPolicy
+    from .kv_policy import stream_policy
+    from .layout import LayoutIds
 
-    policy = None
-    if kv_budget:
-        sink = kv_budget // 8
-        policy = SinkWindowPolicy(sink_tokens=sink, window_tokens=kv_budget - sink)
+    policy = stream_policy(model, kv_budget, len(LayoutIds.from_model(model).start))
     return LiveAssistant(model, generation or GenerationConfig(), kv_policy=policy)
 
 

@@ -29,6 +29,8 @@ import numpy as np
 from ..inference.assistant import encode_images
 from ..inference.batch import step_frames
 from ..inference.config import GenerationConfig, TimedQuery
+from ..inference.kv_policy import stream_policy
+from ..inference.layout import LayoutIds
 from .images import ImageError, decode_image
 from .limits import ServeLimits
 from .metrics import ServeMetrics
@@ -88,11 +90,12 @@ class Session:
 class Scheduler:
     """The model's one worker thread and the sessions it serves."""
 
-    def __init__(self, model: Any, generation: GenerationConfig, *, kv_budget: int, limits: ServeLimits,
+    def __init__(self, model: Any, generation: GenerationConfig, *, kv_budget: int | None, limits: ServeLimits,
                  metrics: ServeMetrics, max_side: int | None) -> None:
         self.model = model
         self.generation = generation
-        self.kv_budget = kv_budget
+        self.kv_policy = stream_policy(model, kv_budget, len(LayoutIds.from_model(model).start))
+        """Every session's (None: unbounded); checked once, here, not at each session."""
         self.limits = limits
         self.metrics = metrics
         self.max_side = max_side
@@ -128,14 +131,14 @@ class Scheduler:
 
     def open(self, emit: Callable[[Any], None], *, live: bool = True, deltas: bool = True) -> Session | None:
         """A new session, or None at ``max_sessions``."""
-        from ..inference.narration import build_assistant
+        from ..inference.assistant import LiveAssistant
 
         with self._cond:
             if self.full:
                 self.metrics.sessions_refused.inc()
                 return None
             # Reserve the place first: building the assistant is cheap (no tensor is allocated).
-            session = Session(build_assistant(self.model, self.generation, self.kv_budget), emit,
+            session = Session(LiveAssistant(self.model, self.generation, self.kv_policy), emit,
                               queue_frames=self.limits.queue_frames, live=live, deltas=deltas)
             self._sessions[session.id] = session
             self._turn.append(session.id)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
-METRICS_LINE = re.compile(r"^TimeDiff (\d+\.\d+s|-) \| Fluency (\d+%|-) \| LM-correctness (\d+%|-) "
-                          r"\| \d+\.\d frames/s$")
+METRICS_LINE = re.compile(r"^teacher-forced \(gold history in the cache\): TimeDiff (\d+\.\d+s|-) \| "
+                          r"Fluency (\d+%|-) \| LM-correctness (\d+%|-)$")
+LIVE_LINE = re.compile(r"^live \(its own replies above\): answered within 2 s (\d+)/(\d+) \| "
+                       r"right text (\d+)/(\d+), verb (\d+)/\d+, object (\d+)/\d+ \| "
+                       r"well-formed (\d+)/(\d+) \| false alarms (\d+)/(\d+) \| \d+\.\d frames/s$")
 
 
 def test_demo_on_a_synthetic_clip(cli, tiny_checkpoint):
@@ -14,10 +17,19 @@ def test_demo_on_a_synthetic_clip(cli, tiny_checkpoint):
     assert result.code == 0, result.err
     lines = result.lines
     assert lines[0].startswith("synthetic clip synth_s7_00000: 12 s, goal: ") and "--seed 7" in lines[0]
-    match = METRICS_LINE.match(lines[-1])
-    assert match, lines[-1]
+    match = METRICS_LINE.match(lines[-2])
+    assert match, lines[-2]
     assert match[1] != "-" and match[2] != "-" and match[3] != "-"  # the clip has narrations to score
-    body = lines[1:-1]
+    body = lines[1:-2]
+    live = LIVE_LINE.match(lines[-1])
+    assert live, lines[-1]
+    asked = [i for i, line in enumerate(body) if " User: " in line]  # a question, its answer, the true answer
+    answer = {*asked, *(i + 1 for i in asked),
+              *(i + 2 for i in asked if i + 2 < len(body) and " truth: " in body[i + 2])}
+    truths = [line for i, line in enumerate(body) if " truth: " in line and i not in answer]
+    replies = [line for i, line in enumerate(body) if " Assistant: " in line and i not in answer]
+    assert int(live[2]) == len(truths) and int(live[8]) == int(live[10]) == len(replies)  # what was printed
+    assert int(live[1]) == int(live[4]) <= len(truths)
     times = [float(re.match(r"^\((\d+\.\d)s\) ", line)[1]) for line in body]
     assert times == sorted(times)  # truth and model lines interleaved in time order
     assert any(" truth: You " in line for line in body)

@@ -4,9 +4,11 @@ The clip is a new video of the synthetic world (``streamvlm synth``, one 64-pixe
 random or given seed) that no model has seen. It is streamed through the model with the parallel
 pipeline; the model's narration is printed as it happens, next to the ground truth (the world's
 narrations, rule-refined to "You ..."), and three timed questions (past / now / next) are asked and
-printed with their rule-written answers. The last line scores the model on the clip's narration
-conversation with the paper's streaming metrics (TimeDiff, Fluency, LM-correctness) and gives the
-pipeline's speed. With ``--video`` any video is narrated instead (no ground truth, no metrics).
+printed with their rule-written answers. Two lines of scores end it: the paper's streaming metrics
+(TimeDiff, Fluency, LM-correctness) on the clip's narration conversation, which are teacher-forced
+(the gold history in the cache), then the live scores of what was printed (the model's own replies
+against the truth lines, :mod:`streamvlm.evaluation.live`) and the pipeline's speed. With
+``--video`` any video is narrated instead (no ground truth, no scores).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -25,6 +27,9 @@ from ..inference.console import EventPrinter
 from ..inference.narration import NARRATE_INSTRUCTION
 from ..loading import ModelSource
 from ..settings import settings
+
+if TYPE_CHECKING:
+    from ..inference.assistant import TextEvent
 
 CLIP_SIZE = 64
 NARRATE = NARRATE_INSTRUCTION
@@ -68,9 +73,14 @@ class DemoPrinter(EventPrinter):
         super().__init__()
         self.answers = answers
         self._asked: str | None = None
+        self.said: list[TextEvent] = []
+        """Every event printed, in order (for the live scores)."""
 
     def __call__(self, time: float, role: str, text: str) -> None:
+        from ..inference.assistant import TextEvent
+
         super().__call__(time, role, text)
+        self.said.append(TextEvent(time, role, text))
         if role == "user":
             self._asked = text
         elif self._asked is not None:
@@ -157,10 +167,23 @@ def _synthetic(model, options: Options, tmp: Path) -> int:
         printer.truth(line)
 
     scores = _score(model, world.root, spec.uid, frames, fps, options.generation.threshold)
-    print(f"TimeDiff {_value(scores['time_diff'], '{:.1f}s')} | Fluency {_value(scores['fluency'], '{:.0%}')} | "
-          f"LM-correctness {_value(scores['lm_correctness'], '{:.0%}')} | {pipeline.stats.fps:.1f} frames/s",
-          flush=True)
+    print(f"teacher-forced (gold history in the cache): TimeDiff {_value(scores['time_diff'], '{:.1f}s')} | "
+          f"Fluency {_value(scores['fluency'], '{:.0%}')} | "
+          f"LM-correctness {_value(scores['lm_correctness'], '{:.0%}')}", flush=True)
+    print(f"live (its own replies above): {_live(printer, truths, spec.duration, pipeline.stats.video_time)} | "
+          f"{pipeline.stats.fps:.1f} frames/s", flush=True)
     return 0
+
+
+def _live(printer: DemoPrinter, truths: list[TruthLine], duration: float, end: float) -> str:
+    """The live scores of the printed replies against the printed truth lines (answers to the
+    questions are not narration replies: left out)."""
+    from ..evaluation.live import Narration, score_stream, split_events, summary_line
+
+    replies, answers = split_events(printer.said)
+    score = score_stream([Narration(t.time, t.text) for t in truths], replies, window=max(duration, end + 1.0),
+                         end=end, duration=duration, answers=answers)
+    return summary_line(score.overall)
 
 
 def _score(model, world_root: Path, uid: str, images: dict, fps: float, threshold: float) -> dict:

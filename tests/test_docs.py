@@ -92,6 +92,17 @@ def cap(flag: str, limit: float, *, default: float | None = None) -> Callable[[l
     return change
 
 
+def _short_lengths(argv: list[str]) -> list[str]:
+    """``--lengths A B C ...`` -> ``--lengths 300 600`` (the same sweep, two short caches)."""
+    if "--lengths" not in argv:
+        return argv
+    i = argv.index("--lengths") + 1
+    end = i
+    while end < len(argv) and _is_number(argv[end]):
+        end += 1
+    return argv[:i] + ["300", "600"] + argv[end:]
+
+
 def replace(flag: str, old: str | None, new: str) -> Callable[[list[str]], list[str]]:
     """``flag old`` -> ``flag new`` (any value when ``old`` is None)."""
 
@@ -197,6 +208,8 @@ REWRITES: list[Rewrite] = [
     Rewrite("bench", replace("--preset", "8b", "tiny"), "--preset 8b -> tiny (GPU figure)"),
     Rewrite("bench", replace("--device", None, "cpu"), "--device cpu (GPU figure)"),
     Rewrite("bench", replace("--dtype", None, "float32"), "--dtype float32 (GPU figure)"),
+    Rewrite("bench", cap("--length-frames", 2, default=16), "2 frames per stream length"),
+    Rewrite("bench", _short_lengths, "stream lengths 300 and 600 tokens instead of 1k-16k"),
     Rewrite("bench", replace("--videos", "../shared/data/videos", "../shared/data/videos/streammind_demo3.mp4"),
             "one 6-second sample video instead of all seven"),
     # tables: --quick is the same pipeline (synth, refine, convert, pretrain-tower, encode, train,

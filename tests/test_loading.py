@@ -76,3 +76,23 @@ def test_one_device_and_dtype_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="--device cuda:1: no CUDA device"):
             resolve_device("cuda:1")
+
+
+def test_every_loader_sets_torch_threads(checkpoint, tmp_path):
+    """--threads (ModelSource.threads) is applied before the model is built, by every loading path;
+    without it the default of streamvlm.threads (never more than the usable CPUs) is applied."""
+    from streamvlm.threads import usable_cpus
+
+    before = torch.get_num_threads()
+    tower = tmp_path / "tower"
+    save_frame_encoder(tiny_model().frame_encoder, tower)
+    try:
+        for threads in (1, 2):
+            load_model(ModelSource(model=str(checkpoint), device="cpu", threads=threads))
+            assert torch.get_num_threads() == threads
+            load_frame_encoder_of(ModelSource(model=str(tower), device="cpu", threads=3 - threads))
+            assert torch.get_num_threads() == 3 - threads
+        load_model(ModelSource(model=str(checkpoint), device="cpu"))
+        assert 1 <= torch.get_num_threads() <= usable_cpus()
+    finally:
+        torch.set_num_threads(before)

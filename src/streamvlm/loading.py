@@ -1,6 +1,7 @@
-"""The one model loader: every command that takes a model (narrate, demo, eval, encode, bench)
-names it with :class:`ModelSource` (``--model --llm --vision --device --dtype``) and loads it
-with :func:`load_model` or :func:`load_frame_encoder_of`.
+"""The one model loader: every command that takes a model (narrate, demo, eval, encode, bench, serve)
+names it with :class:`ModelSource` (``--model --llm --vision --device --dtype --threads``) and loads
+it with :func:`load_model` or :func:`load_frame_encoder_of`, which first set torch's CPU threads
+(:func:`streamvlm.threads.configure_threads`).
 
 ``--model`` may be:
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
 
 from .errors import UserError
 from .settings import Device, settings
@@ -51,6 +54,9 @@ class ModelSource:
     """cpu, cuda, cuda:N or mps; auto: cuda when available, else cpu."""
     dtype: DType = "auto"
     """Weights dtype; auto: bfloat16 on a GPU, float32 on a CPU."""
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """Torch CPU threads (default: derived from the CPUs this process may use, its affinity and CPU
+    quota, leaving room for the video decoder and the frame encoder; at most 4 on a GPU)."""
 
     def __post_init__(self) -> None:
         # What can be checked without torch is checked here, so a typo fails in a fraction of a second.
@@ -154,6 +160,15 @@ def kind_of(folder: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- loading
+def apply_threads(source: ModelSource, device: torch.device, *, decoding: bool = True):
+    """Set torch's CPU threads for a run of ``source`` on ``device`` (``--threads``, else the
+    default of :func:`streamvlm.threads.plan_threads`); returns the ThreadSettings in effect.
+    ``decoding``: video is decoded and encoded beside the model."""
+    from .threads import configure_threads
+
+    return configure_threads(source.threads, device=device, decoding=decoding)
+
+
 def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
     """The model named by ``source``, in eval mode, on its device and dtype."""
     from .checkpoint import load_pretrained, load_videollm_online
@@ -161,6 +176,7 @@ def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
 
     device = resolve_device(source.device)
     dtype = resolve_dtype(source.dtype, device)
+    apply_threads(source, device, decoding=with_vision)
     if source.model is None:
         model = load_default_model()
     else:
@@ -190,6 +206,7 @@ def load_frame_encoder_of(source: ModelSource) -> FrameEncoder:
         folder = locate(source.model)
         if kind_of(folder) == "frame_encoder":
             device = resolve_device(source.device)
+            apply_threads(source, device)
             return load_frame_encoder(folder).to(device=device, dtype=resolve_dtype(source.dtype, device)).eval()
     encoder = load_model(source).frame_encoder
     if encoder is None:

@@ -6,6 +6,8 @@ import sys
 from dataclasses import field
 from typing import Annotated
 
+from pydantic import Field
+
 from ..settings import Arg, settings
 
 CONFIG_FILE = False
@@ -20,6 +22,9 @@ class Options:
     """A training config JSON file, or a shipped recipe name (e.g. tiny-synth)."""
     overrides: Annotated[list[str], Arg(positional=True, metavar="key=value", nargs="*")] = field(default_factory=list)
     """Dotted overrides, values parsed as JSON when possible: optim.lr=1e-4 data.train=x.jsonl."""
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """Torch CPU threads (default: the CPUs this process may use, its affinity and CPU quota, shared
+    among the processes of a torchrun job; at most 4 with a GPU)."""
 
 
 def resolve(options: Options):
@@ -40,7 +45,11 @@ def run(options: Options) -> int:
     config = resolve(options)
     config.check_paths()  # data files exist, before any model loads
 
+    import torch
+
+    from ..threads import configure_threads
     from ..train.recipe import train
 
+    configure_threads(options.threads, device="cuda" if torch.cuda.is_available() else "cpu", decoding=False)
     train(config)
     return 0

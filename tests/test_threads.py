@@ -10,6 +10,7 @@ import pytest
 
 from streamvlm import threads as th
 from streamvlm.commandline import parse
+from tests.commands.conftest import short_clip  # noqa: F401 (fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -167,3 +168,22 @@ def test_load_model_sets_the_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_video_decoders_use_the_planned_threads(short_clip, monkeypatch):  # noqa: F811
+    import streamvlm.threads as threads_module
+    from streamvlm.video import open_source
+
+    counts = []
+    real = threads_module.decoder_threads
+
+    def spy():
+        counts.append(real())
+        return counts[-1]
+
+    monkeypatch.setattr("streamvlm.video.decoding.decoder_threads", spy)
+    monkeypatch.setattr(threads_module, "_configured",
+                        threads_module.plan_threads(None, cpus=32))  # 32 CPUs: 4 decoder threads
+    with open_source(short_clip, fps=2) as source:
+        assert sum(1 for _ in source) == 12  # 6 s at 2 fps, decoded with 4 FFmpeg threads
+    assert counts == [4]

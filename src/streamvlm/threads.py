@@ -163,7 +163,9 @@ def configure_threads(threads: int | None = None, *, device="cpu", decoding: boo
     only be sized once per process, before it is used; later calls leave it as it is."""
     import torch
 
+    global _configured
     plan = plan_threads(threads, device=device, decoding=decoding, cpus=cpus)
+    _configured = plan
     if torch.get_num_threads() != plan.torch_threads:
         torch.set_num_threads(plan.torch_threads)
     if torch.get_num_interop_threads() != plan.interop_threads:
@@ -172,6 +174,16 @@ def configure_threads(threads: int | None = None, *, device="cpu", decoding: boo
         except RuntimeError:  # already sized, or parallel work has started
             pass
     return current_threads(plan)
+
+
+_configured: ThreadSettings | None = None
+"""The plan :func:`configure_threads` applied last in this process."""
+
+
+def decoder_threads() -> int:
+    """FFmpeg threads per video decoder: the plan applied by :func:`configure_threads`, else the
+    default plan's (video sources set it on every decoder they open)."""
+    return (_configured or plan_threads(decoding=True)).decoder_threads
 
 
 def current_threads(plan: ThreadSettings | None = None) -> ThreadSettings:
@@ -186,4 +198,4 @@ def current_threads(plan: ThreadSettings | None = None) -> ThreadSettings:
 
 
 __all__ = ["ThreadSettings", "affinity_cpus", "cgroup_cpus", "configure_threads", "current_threads",
-           "plan_threads", "usable_cpus"]
+           "decoder_threads", "plan_threads", "usable_cpus"]

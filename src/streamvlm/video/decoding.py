@@ -26,6 +26,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamvlm.errors import VideoError
+from streamvlm.threads import decoder_threads
 from streamvlm.video.frames import DecodeStats
 from streamvlm.video.imagesize import image_size
 from streamvlm.video.locate import Location
@@ -106,6 +107,7 @@ def video_stream(container: av.container.InputContainer, location: Location, max
         raise VideoError(f"{location.name}: video stream cannot be decoded (no decoder for it "
                          "or its codec parameters are missing)")
     stream.codec_context.options = decoder_options(max_pixels)
+    stream.codec_context.thread_count = decoder_threads()  # FFmpeg's default is one thread per core
     rate = stream.average_rate or stream.guessed_rate
     native_fps = float(rate) if rate and math.isfinite(float(rate)) and rate > 0 else None
     duration = None

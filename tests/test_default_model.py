@@ -1,5 +1,7 @@
 """The embedded default model loads from the package, and `build-default` rebuilds one end to end."""
 
+import json
+
 import torch
 
 from streamvlm.checkpoint import load_pretrained
@@ -16,10 +18,14 @@ def test_embedded_model_loads_and_is_live1plus():
 
 def test_build_default_model_small(tmp_path):
     out = build_default_model(tmp_path / "work", tmp_path / "model",
-                              BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0, tower_epochs=1))
+                              BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0, tower_epochs=1,
+                                           live_fraction=1.0, live_duration=90.0, idle_max=20.0))
     assert out == tmp_path / "model" and not (out / "trainer_state.pt").exists()
     model = load_pretrained(out)
     assert model.config.tokens_per_frame == 10
+    assert model.config.stream_kv_budget == 1024  # the recipe's: streams of the model are bounded by it
+    world = json.loads((tmp_path / "work" / "world-train" / "world.json").read_text())
+    assert all(video["idle"] for video in world["videos"])  # live-like training streams, with idle stretches
     # the pretrained tower is frozen during training: the saved model carries it unchanged
     tower = load_frame_encoder(tmp_path / "work" / "tower")
     for name, value in tower.tower.state_dict().items():

@@ -52,6 +52,13 @@ class BuildOptions:
     """Seconds per synthetic video."""
     size: Annotated[int, Field(ge=32, le=1024, multiple_of=2)] = 64
     """Frame side of the synthetic videos in pixels."""
+    live_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of the training videos that are live-like streams (several tasks with idle stretches
+    of seconds to minutes, --live-duration long; see docs/synthetic-world.md); 0: one-task clips."""
+    live_duration: Annotated[float, Field(ge=4, le=3600)] = 600.0
+    """Seconds per live-like training video."""
+    idle_max: Annotated[float, Field(ge=3, le=3600)] = 240.0
+    """Longest idle stretch of the live-like training videos, in seconds."""
 
 
 def build_default_model(work_dir: str | Path, out_dir: str | Path, options: BuildOptions | None = None,
@@ -68,8 +75,12 @@ def build_default_model(work_dir: str | Path, out_dir: str | Path, options: Buil
     check_output(out, name="--out", folder=True)
     work.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    from .data.synth.spec import LiveOptions
+
+    live = LiveOptions(live_fraction=opt.live_fraction, live_duration=opt.live_duration, idle_max=opt.idle_max) \
+        if opt.live_fraction else None
     train_world = steps.make_world(work / "world-train", opt.videos, opt.seed, "train", duration=opt.duration,
-                                   size=opt.size)
+                                   size=opt.size, live=live)
     heldout_world = steps.make_world(work / "world-heldout", opt.heldout_videos, opt.seed + 1, "test",
                                      duration=opt.duration, size=opt.size)
     train_file = work / "train.jsonl"

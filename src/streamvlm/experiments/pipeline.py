@@ -19,12 +19,14 @@ ENCODE_BATCH = 128
 """Frames per encoder call when extracting the worlds' features."""
 
 
-def make_world(folder: Path, videos: int, seed: int, split: str, *, duration: float, size: int) -> Path:
-    """A synthetic world in ``folder`` (made unless a ``world.json`` is already there)."""
+def make_world(folder: Path, videos: int, seed: int, split: str, *, duration: float, size: int,
+               live=None) -> Path:
+    """A synthetic world in ``folder`` (made unless a ``world.json`` is already there); ``live``
+    (:class:`~streamvlm.data.synth.spec.LiveOptions`) makes a share of its videos live-like streams."""
     from ..data.synth import generate_world
 
     if not (folder / "world.json").is_file():
-        generate_world(folder, videos, seed, duration=duration, size=size, split=split, overwrite=True)
+        generate_world(folder, videos, seed, duration=duration, size=size, split=split, overwrite=True, live=live)
     return folder
 
 

@@ -19,7 +19,8 @@ def test_embedded_model_loads_and_is_live1plus():
 def test_build_default_model_small(tmp_path):
     out = build_default_model(tmp_path / "work", tmp_path / "model",
                               BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0, tower_epochs=1,
-                                           live_fraction=1.0, live_duration=90.0, idle_max=20.0))
+                                           live_fraction=1.0, live_duration=90.0, idle_max=20.0,
+                                           tower_layouts=16))
     assert out == tmp_path / "model" and not (out / "trainer_state.pt").exists()
     model = load_pretrained(out)
     assert model.config.tokens_per_frame == 10
@@ -31,6 +32,7 @@ def test_build_default_model_small(tmp_path):
     for name, value in tower.tower.state_dict().items():
         assert torch.equal(model.frame_encoder.tower.state_dict()[name], value), name
     assert model.config.vision.name_or_path is None  # self-contained: the tower's config is inside
+    assert json.loads((tmp_path / "work" / "tower" / "pretrain.json").read_text())["fresh_layouts"]["videos"] == 16
     assert str(tmp_path) not in (out / "config.json").read_text()  # and no trace of where it came from
     assert (tmp_path / "work" / "features-heldout").is_dir()  # ready for `streamvlm eval`
     assert (tmp_path / "work" / "world-heldout" / "narration.jsonl").read_text().strip()  # held-out conversations

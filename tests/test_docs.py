@@ -194,6 +194,7 @@ REWRITES: list[Rewrite] = [
     Rewrite("synth", cap("--size", 64, default=96), "64-pixel frames"),
     # pretrain-tower: one epoch over the (already small) world is enough to write a frame-encoder folder.
     Rewrite("pretrain-tower", cap("--epochs", 1, default=3), "1 epoch"),
+    Rewrite("pretrain-tower", cap("--fresh-layouts", 16), "16 fresh layouts (2 steps)"),
     # train: two optimizer steps write the same outputs (train_config.json, metrics.jsonl, a
     # checkpoint) as 600; an 8B recipe needs GPUs and the Llama-3 weights, so its config is only
     # resolved (--print-config: every key and value validated, nothing loaded).
@@ -224,6 +225,7 @@ REWRITES: list[Rewrite] = [
     Rewrite("build-default", cap("--duration", 10, default=60), "10-second videos"),
     Rewrite("build-default", cap("--max-steps", 2, default=600), "2 steps"),
     Rewrite("build-default", cap("--tower-epochs", 1, default=3), "1 tower epoch"),
+    Rewrite("build-default", cap("--tower-layouts", 16), "16 fresh tower layouts"),
     Rewrite("build-default", when(lambda a: "--install" in a, drop("--install", takes_value=False),
                                   add("--out", "installed-model")), "--install -> --out installed-model"),
     # narrate/demo with --llm: the released-adapter stand-in has random weights and replies after

@@ -61,16 +61,19 @@ def mix_lines(files: list[Path], out: Path, seed: int) -> int:
     return len(lines)
 
 
-def frozen_tower(train_world: Path, heldout_world: Path, tower: Path, *, epochs: int,
+def frozen_tower(train_world: Path, heldout_world: Path, tower: Path, *, epochs: int, fresh_layouts: int = 0,
                  progress: bool = True) -> Path:
-    """The shared vision tower, pretrained on ``train_world`` (made unless ``tower`` holds one)."""
+    """The shared vision tower (made unless ``tower`` holds one): pretrained for ``epochs`` on
+    ``train_world``'s frames, or with ``fresh_layouts`` on that many freshly rendered videos like
+    them (new layouts every step)."""
     from ..frame_encoder import is_frame_encoder_dir
     from ..train.config import TowerPretrainOptions, recipe_vision
-    from ..train.tower_pretrain import pretrain_tower
+    from ..train.tower_pretrain import FreshLayouts, pretrain_tower
 
     if not is_frame_encoder_dir(tower):
+        fresh = FreshLayouts.like_world(train_world, fresh_layouts) if fresh_layouts else None
         pretrain_tower(recipe_vision(FROZEN_TOWER_RECIPE), train_world, tower, heldout_world=heldout_world,
-                       options=TowerPretrainOptions(epochs=epochs), progress=progress)
+                       options=TowerPretrainOptions(epochs=epochs), fresh=fresh, progress=progress)
     return tower
 
 

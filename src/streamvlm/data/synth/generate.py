@@ -31,9 +31,20 @@ from .spec import WORLD_VERSION, LiveOptions, SynthWorld, VideoSpec, WorldOption
 _OUTPUTS = ("videos", "annotations", "world.json", "splits.json")
 
 
+# x264 settings that make the bytes a pure function of the frames: one thread, and ``asm=0`` (x264's
+# C code, no SIMD kernels). With its assembly, x264 (core 165, as PyAV ships it) reads uninitialised
+# heap memory on CPUs with AVX-512, in the macroblock-tree rate control with B-frames: the encoding
+# then depended on what the process had allocated and freed before (e.g. decoding a video), and the
+# same world came out with different bytes and frames. The C code's output depends on neither the
+# heap's earlier contents (tests/data/synth/test_synth_encoding.py) nor the CPU's instruction set;
+# it costs about 0.2 s more CPU per 60 s video at 96 px.
+X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1:asm=0"
+
+
 def write_video(spec: VideoSpec, path: Path, crf: int = 18) -> None:
-    """Render ``spec`` and encode it to an h264 mp4 at ``path`` (single-threaded x264, so the
-    bytes and the decoded frames are the same on every run)."""
+    """Render ``spec`` and encode it to an h264 mp4 at ``path`` (x264 single-threaded and without
+    assembly, see :data:`X264_PARAMS`: the bytes are the same on every run, whatever ran before in
+    the process)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,8 +53,7 @@ def write_video(spec: VideoSpec, path: Path, crf: int = 18) -> None:
         stream = container.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1001))
         stream.width = stream.height = spec.size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast",
-                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1"}
+        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": X264_PARAMS}
         stream.codec_context.thread_count = 1
         stream.codec_context.thread_type = "NONE"
         for frame in render_video_frames(spec):

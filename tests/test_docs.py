@@ -92,6 +92,17 @@ def cap(flag: str, limit: float, *, default: float | None = None) -> Callable[[l
     return change
 
 
+def _few_serve_sessions(argv: list[str]) -> list[str]:
+    """``--sessions A B C ...`` -> ``--sessions 4 8`` (a load run per value)."""
+    if "--sessions" not in argv:
+        return argv
+    i = argv.index("--sessions") + 1
+    end = i
+    while end < len(argv) and _is_number(argv[end]):
+        end += 1
+    return argv[:i] + ["4", "8"] + argv[end:]
+
+
 def _short_lengths(argv: list[str]) -> list[str]:
     """``--lengths A B C ...`` -> ``--lengths 300 600`` (the same sweep, two short caches)."""
     if "--lengths" not in argv:
@@ -211,6 +222,8 @@ REWRITES: list[Rewrite] = [
     Rewrite("bench", replace("--dtype", None, "float32"), "--dtype float32 (GPU figure)"),
     Rewrite("bench", cap("--length-frames", 2, default=16), "2 frames per stream length"),
     Rewrite("bench", _short_lengths, "stream lengths 300 and 600 tokens instead of 1k-16k"),
+    Rewrite("bench", when(lambda a: "--serve" in a, _few_serve_sessions, cap("--seconds", 2, default=10)),
+            "--serve: 4 and 8 sessions for 2 s"),
     Rewrite("bench", replace("--videos", "../shared/data/videos", "../shared/data/videos/streammind_demo3.mp4"),
             "one 6-second sample video instead of all seven"),
     # tables: --quick is the same pipeline (synth, refine, convert, pretrain-tower, encode, train,
@@ -225,7 +238,6 @@ REWRITES: list[Rewrite] = [
     Rewrite("build-default", cap("--duration", 10, default=60), "10-second videos"),
     Rewrite("build-default", cap("--max-steps", 2, default=600), "2 steps"),
     Rewrite("build-default", cap("--tower-epochs", 1, default=3), "1 tower epoch"),
-    Rewrite("build-default", cap("--tower-layouts", 16), "16 fresh tower layouts"),
     Rewrite("build-default", when(lambda a: "--install" in a, drop("--install", takes_value=False),
                                   add("--out", "installed-model")), "--install -> --out installed-model"),
     # narrate/demo with --llm: the released-adapter stand-in has random weights and replies after
@@ -331,6 +343,8 @@ def _classify(doc: str, line: int, tokens: list[str], text: str) -> Command:
     if ">" in tokens:
         i = tokens.index(">")
         redirect, tokens = tokens[i + 1], tokens[:i]
+    if tokens[:1] == ["taskset"] and len(tokens) > 3 and tokens[1] == "-c":  # CPU pinning of a measurement:
+        tokens = tokens[3:]  # the command runs unpinned here
     head = tokens[0]
     if head == "streamvlm":
         return Command(doc, line, text, "run", tokens[1:], expected_code=exit_code, redirect=redirect)

@@ -59,9 +59,11 @@ class BuildOptions:
     live_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     """Share of the training videos that are live-like streams (several tasks with idle stretches
     of seconds to minutes, --live-duration long; see docs/synthetic-world.md); 0: one-task clips."""
-    live_duration: Annotated[float, Field(ge=4, le=3600)] = 600.0
-    """Seconds per live-like training video."""
-    idle_max: Annotated[float, Field(ge=3, le=3600)] = 240.0
+    live_duration: Annotated[float, Field(ge=4, le=3600)] = 180.0
+    """Seconds per live-like training video. Each becomes conversations as long as the video (up
+    to 5 minutes of narration, the whole video for live chat): 10-minute ones (1,200 frames,
+    about 13k tokens) made training steps take 30-80 s on one CPU thread."""
+    idle_max: Annotated[float, Field(ge=3, le=3600)] = 120.0
     """Longest idle stretch of the live-like training videos, in seconds."""
 
 

@@ -1,12 +1,14 @@
 """The embedded default model loads from the package, and `build-default` rebuilds one end to end."""
 
 import json
+from pathlib import Path
 
 import torch
 
 from streamvlm.checkpoint import load_pretrained
 from streamvlm.default_model import DEFAULT_MODEL_DIR, BuildOptions, build_default_model, load_default_model
 from streamvlm.frame_encoder import load_frame_encoder
+from tests.commands.conftest import cli  # noqa: F401 (fixture)
 
 
 def test_embedded_model_loads_and_is_live1plus():
@@ -37,3 +39,19 @@ def test_build_default_model_small(tmp_path):
     assert (tmp_path / "work" / "features-heldout").is_dir()  # ready for `streamvlm eval`
     assert (tmp_path / "work" / "world-heldout" / "narration.jsonl").read_text().strip()  # held-out conversations
     assert DEFAULT_MODEL_DIR.is_dir()  # the shipped model was not touched
+
+
+GOLDEN = Path(__file__).parent / "golden" / "default_model_narration.txt"
+
+
+def test_shipped_model_narrates_a_fixed_clip_as_recorded(tmp_path, cli):  # noqa: F811
+    """The embedded model on a fixed new clip (seed 3, 40 s), as a user runs it: the same lines as
+    tests/golden/default_model_narration.txt (rewrite it only when the shipped model or the
+    world's rendering changes on purpose)."""
+    from streamvlm.data.synth import generate_world
+
+    world = generate_world(tmp_path / "clip", 1, 3, duration=40.0, size=64, split="test", workers=1, progress=False)
+    result = cli("narrate", world.video_path(world.videos[0].uid), "--query", "12.5:What am I doing?",
+                 "--threads", "1")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[:-1] == GOLDEN.read_text().splitlines()  # the summary line has timings

@@ -10,8 +10,7 @@ keys and one for values, writes new tokens in place, and hands attention views o
 * **Bounded** (a KV budget): the capacity is the budget, allocated once, never exceeded: the
   policy evicts before each append (:meth:`StreamLayer.evict`: the sink stays where it is, the
   kept window moves down over the evicted span in place, keys re-rotated by the shift).
-* **Unbounded**: the capacity doubles when full (amortised O(1) copying per token; ``reserve``
-  preallocates for a known stream length).
+* **Unbounded**: the capacity doubles when full (amortised O(1) copying per token).
 
 Why not ``StaticCache`` / paged attention: a static buffer must be attended in full with a mask
 (wasted work at every step until the budget fills) and transformers' paged cache serves its
@@ -56,11 +55,8 @@ class StreamLayer(DynamicLayer):
         self.keys = self._key_buffer[:, :, : self.length]
         self.values = self._value_buffer[:, :, : self.length]
 
-    def reserve(self, tokens: int) -> None:
-        """Make room for ``tokens`` positions in all (one copy of the filled part when it grows)."""
-        if self._key_buffer is None:
-            self.capacity = max(self.capacity, tokens)
-            return
+    def _make_room(self, tokens: int) -> None:
+        """Room for ``tokens`` positions in all: one copy of the filled part when it grows."""
         if tokens <= self.capacity:
             return
         if not self.growable:
@@ -79,7 +75,7 @@ class StreamLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
-        self.reserve(end)
+        self._make_room(end)
         self._key_buffer[:, :, self.length : end] = key_states
         self._value_buffer[:, :, self.length : end] = value_states
         self.length = end
@@ -129,22 +125,10 @@ class StreamCache(Cache):
         growable = capacity == 0
         super().__init__(layer_class_to_replicate=lambda: StreamLayer(capacity, growable))
 
-    def reserve(self, tokens: int) -> None:
-        """Preallocate room for ``tokens`` positions in every layer (unbounded streams of known length)."""
-        for layer in self.layers:
-            layer.reserve(tokens)
-        self.layer_class_to_replicate = lambda: StreamLayer(max(tokens, self.capacity), self.capacity == 0)
-
     def evict(self, start: int, count: int, shift_keys: Callable[[Tensor, int], Tensor]) -> None:
         """:meth:`StreamLayer.evict` on every layer."""
         for layer in self.layers:
             layer.evict(start, count, shift_keys)
-
-    @property
-    def allocated_bytes(self) -> int:
-        """Bytes held by the buffers (capacity, not just the filled part)."""
-        return sum(b.numel() * b.element_size() for layer in self.layers
-                   for b in (layer._key_buffer, layer._value_buffer) if b is not None)
 
 
 __all__ = ["MIN_CAPACITY", "StreamCache", "StreamLayer"]

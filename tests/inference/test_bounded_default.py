@@ -77,15 +77,6 @@ def test_an_unbounded_stream_warns_once_when_it_passes_the_context():
     assert session.kv_length > 256
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: 10,000 tiny forwards are dominated by thread hand-offs otherwise."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_the_default_policy_keeps_a_10000_frame_stream_within_context_and_budget(one_thread):
     model = tiny_model(max_positions=384)
     bias_tokens(model, interval_id=30.0)  # silent: frames only, the fastest stream

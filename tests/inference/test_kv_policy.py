@@ -120,15 +120,6 @@ def run_long_stream(num_frames: int) -> None:
     assert last < 3 * first  # latency flat (generous: the machine is shared)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny per-frame ops: one intra-op thread avoids contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_long_stream_stays_bounded(one_thread):
     run_long_stream(10_000)
 

@@ -274,10 +274,7 @@ def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
         if frame is not None:
             parts.append(frame.to(device=device, dtype=dtype))
         embeds = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
-        policy = session.engine.kv_policy
-        if policy is not None:
-            session.evicted_tokens += policy.apply(session.cache, embeds.shape[0], session.engine.rotary)
-        session._check_context(session.kv_length + embeds.shape[0])
+        session._make_room(embeds.shape[0])
         inputs.append(embeds)
     lengths = torch.tensor([s.kv_length for s in sessions], device=device)
     counts = torch.tensor([e.shape[0] for e in inputs], device=device)
@@ -307,12 +304,7 @@ def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
             session.cache.update(layer.keys[row:row + 1, :, past + width - n:],
                                  layer.values[row:row + 1, :, past + width - n:], layer_index)
     for session, ids, frame, n in zip(sessions, prefixes, frames, counts.tolist()):
-        session.llm_calls += 1
-        session.tokens_fed += n
-        if session.trace is not None:
-            session.trace.fed_ids += ids
-            if frame is not None:
-                session.trace.fed_ids += [session.ids.frame_id] * frame.shape[0]
+        session._count_fed(ids, frame, n)
     return out.logits[:, -1]
 
 

@@ -286,18 +286,28 @@ class StreamSession:
             parts.append(frame_embeds.to(device=model.device, dtype=model.dtype)[None])
         embeds = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         length = embeds.shape[1]
+        start = self._make_room(length)
+        positions = torch.arange(start, start + length, device=model.device)[None]
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
+                                   use_cache=True, logits_to_keep=1)
+        self._count_fed(ids, frame_embeds, length)
+        return out.logits[0, -1]
+
+    def _make_room(self, length: int) -> int:
+        """Before ``length`` tokens are appended: evict what the policy asks (or warn once past the
+        context, unbounded); return the cache length they start at."""
         policy = self.engine.kv_policy
         if policy is not None:
             self.evicted_tokens += policy.apply(self.cache, length, self.engine.rotary)
         start = self.kv_length
         self._check_context(start + length)
-        positions = torch.arange(start, start + length, device=model.device)[None]
-        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
-                                   use_cache=True, logits_to_keep=1)
+        return start
+
+    def _count_fed(self, ids: list[int], frame_embeds: Tensor | None, length: int) -> None:
+        """After a forward that appended ``ids`` (and ``frame_embeds``): counters and the trace."""
         self.llm_calls += 1
         self.tokens_fed += length
         if self.trace is not None:
             self.trace.fed_ids += ids
             if frame_embeds is not None:
                 self.trace.fed_ids += [self.ids.frame_id] * frame_embeds.shape[0]
-        return out.logits[0, -1]

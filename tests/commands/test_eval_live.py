@@ -80,6 +80,26 @@ def test_eval_live_chained_with_plots(cli, tiny_world, tmp_path):
     assert f"wrote {plot}" in result.out and f"wrote {confusion}" in result.out
 
 
+def test_eval_live_same_clip_first_and_last_measures_the_drift(cli, tiny_world, tmp_path):
+    """A clip played at the start of a chained stream and again at its end: the first and last
+    windows hold the same frames and narrations, and the command prints and writes their difference."""
+    first, second = sorted((tiny_world / "videos").glob("*.mp4"))
+    report_file = tmp_path / "live.json"
+    result = cli("eval-live", first, second, first, "--chain", "--window", "12", "--kv-budget", "256",
+                 "--out", report_file, "--no-progress")
+    assert result.code == 0, result.err
+    assert ": 1 stream, 0.6 min, 72 frames" in result.out
+    run = json.loads(report_file.read_text())["runs"][0]
+    windows = run["windows"]
+    assert [w["start"] for w in windows] == [0.0, 12.0, 24.0]
+    assert windows[0]["narrations"] == windows[2]["narrations"] > 0
+    rates = [w["rates"] for w in windows]
+    assert run["drift"] == {m: None if rates[0][m] is None or rates[2][m] is None
+                            else pytest.approx(100 * (rates[2][m] - rates[0][m])) for m in rates[0]}
+    line = next(x for x in result.out.splitlines() if x.startswith("last window - first window (points): "))
+    assert line.count(",") == 6 and "answered " in line and "false alarm " in line
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["nowhere"], "nowhere: no such file or folder"),
     (["{world}/annotations"], "not a synthetic world"),

@@ -16,6 +16,8 @@ from streamvlm.evaluation.live import (
     WindowScore,
     combine,
     confusion_table,
+    drift,
+    drift_line,
     format_table,
     match_replies,
     normalize,
@@ -248,3 +250,10 @@ def test_live_loop_on_a_scripted_stream():
     assert counts(second) == (6, 3, 0, 3, 0, 3, 4, 3, 1, 0, 1)
     assert first.rates["answered"] == 1.0 and second.rates["answered"] == 0.5
     assert second.rates["well_formed"] == 0.75 and second.rates["false_alarm"] == 0.25
+    # the last window against the first, in points
+    assert drift(score) == {"answered": -50.0, "text": -100.0, "verb": 0.0, "object": -100.0, "kind": 0.0,
+                            "well_formed": -25.0, "false_alarm": 25.0}
+    assert drift_line(score) == ("last window - first window (points): answered -50.0, text -100.0, verb +0.0, "
+                                 "object -100.0, kind +0.0, well formed -25.0, false alarm +25.0")
+    one = score_stream(gold, run.replies, window=120, end=run.end, duration=120.0)
+    assert drift(one) == {} and drift_line(one) == ""

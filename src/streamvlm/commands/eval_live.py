@@ -167,6 +167,8 @@ def evaluate(options: Options, model, *, out=None) -> dict:
               f"{result['evicted']} evicted", file=out)
         combined = result["_score"]
         print(live.format_table(combined), file=out)
+        if live.drift(combined):
+            print(live.drift_line(combined), file=out)
         if options.confusion:
             print(live.confusion_table(combined.colours, "colour"), file=out)
             print(live.confusion_table(combined.kinds, "object"), file=out)
@@ -222,7 +224,7 @@ def _run_policy(options: Options, model, assistant, policy: str, streams: list, 
             "fps": round(frames / seconds, 3) if seconds else 0.0,
             "max_kv": max((p["max_kv"] or 0) for p in per_stream),
             "evicted": sum((p["evicted"] or 0) for p in per_stream),
-            **combined.as_dict(), "streams": per_stream, "_score": combined}
+            **combined.as_dict(), "drift": live.drift(combined), "streams": per_stream, "_score": combined}
 
 
 def run(options: Options) -> int:

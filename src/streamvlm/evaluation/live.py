@@ -575,6 +575,27 @@ def format_table(score: StreamScore) -> str:
     return "\n".join(lines)
 
 
+def drift(score: StreamScore) -> dict[str, float | None]:
+    """The last window's rate minus the first window's, in points, per measure of :data:`MEASURES`
+    (``None`` where either window has nothing to rate); empty for a single window. Streams whose
+    first and last windows hold the same frames (a clip played again at the end of a chained
+    stream) make this the change the stream's length alone brought."""
+    if len(score.windows) < 2:
+        return {}
+    first, last = score.windows[0].rates, score.windows[-1].rates
+    return {m: None if first[m] is None or last[m] is None else round(100 * (last[m] - first[m]), 6)
+            for m in MEASURES}
+
+
+def drift_line(score: StreamScore) -> str:
+    """``last window - first window (points): answered +1.2, text -3.0, ...`` ('' for one window)."""
+    changes = drift(score)
+    if not changes:
+        return ""
+    parts = [f"{m.replace('_', ' ')} {'n/a' if v is None else f'{v:+.1f}'}" for m, v in changes.items()]
+    return "last window - first window (points): " + ", ".join(parts)
+
+
 def confusion_table(confusion: Confusion, title: str) -> str:
     """Rows: gold values; columns: the values the paired replies named (``-``: none); then how often
     each value is named by the gold narrations and by the replies, and the ratio of their shares."""

@@ -73,6 +73,23 @@ def test_goalstep_livechat_golden(tmp_path):
     }
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_nothing_is_planned_after_the_last_frame(tmp_path, seed):
+    # a 9.7 s video (frames 0..19, the last at 9.5 s) whose last step ends at 9.7 s: its update
+    # would be due at frame 20 (10.0 s), which the video does not have
+    video = json.loads(json.dumps(GOALSTEP_JSON))["videos"][0]
+    video["end_time"] = 9.7
+    video["segments"][2]["end_time"] = 9.7
+    path = tmp_path / "goalstep_val.json"
+    path.write_text(json.dumps({"videos": [video]}))
+    (record,) = convert_livechat(goalstep_tasks(read_goalstep(path)), RuleResponder(),
+                                 LiveChatOptions(seed=seed, max_questions=5))
+    turns = record.conversation
+    assert max(t.time for t in turns if t.time is not None) <= 9.5
+    assert sum(t.num_frames for t in turns if t.role == "stream") <= 20
+    assert not any("add a tea bag. The task is complete" in (t.content or "") for t in turns)
+
+
 class Recorder:
     def __init__(self):
         self.batches: list[list[ResponseRequest]] = []

@@ -90,21 +90,25 @@ class _Event:
 
 
 def plan_events(task: TaskVideo, options: LiveChatOptions) -> list[_Event]:
-    """Seeded question times/kinds/texts, then an update at each later step end (one per frame)."""
+    """Seeded question times/kinds/texts, then an update at each later step end (one per frame).
+
+    Nothing is planned after the task's last frame (the last one before ``task.end``): a question
+    drawn later is asked there, and a step ending after it gets no update (no frame shows its end)."""
     rng = random.Random(f"{options.seed}/{task.uid}")
     fps = options.fps
     start_frame = frame_at(task.start, fps)
+    last_frame = max(start_frame, frame_at(task.end, fps) - 1)
     last_end = max(s.end for s in task.steps)
     count = rng.randint(options.min_questions, options.max_questions)
     events: dict[int, _Event] = {}
     for _ in range(count):
-        frame = max(start_frame, frame_at(rng.uniform(task.start, last_end), fps))
+        frame = min(last_frame, max(start_frame, frame_at(rng.uniform(task.start, last_end), fps)))
         kind = rng.choice(QUESTION_KINDS)
         events.setdefault(frame, _Event(frame, kind, rng.choice(questions_for(kind, task.goal))))
     first_question = min(events)
     for step in task.steps:
         frame = frame_at(step.end, fps)
-        if frame > first_question:
+        if first_question < frame <= last_frame:
             events.setdefault(frame, _Event(frame, "update", None))
     return [events[f] for f in sorted(events)]
 

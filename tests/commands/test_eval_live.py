@@ -85,11 +85,14 @@ def test_eval_live_same_clip_first_and_last_measures_the_drift(cli, tiny_world, 
     windows hold the same frames and narrations, and the command prints and writes their difference."""
     first, second = sorted((tiny_world / "videos").glob("*.mp4"))
     report_file = tmp_path / "live.json"
-    result = cli("eval-live", first, second, first, "--chain", "--window", "12", "--kv-budget", "256",
-                 "--out", report_file, "--no-progress")
+    result = cli("eval-live", first, second, first, second, first, second, "--chain", "--chain-size", "3",
+                 "--window", "12", "--kv-budget", "256", "--out", report_file, "--no-progress")
     assert result.code == 0, result.err
-    assert ": 1 stream, 0.6 min, 72 frames" in result.out
-    run = json.loads(report_file.read_text())["runs"][0]
+    assert ": 2 streams, 1.2 min, 144 frames" in result.out
+    report = json.loads(report_file.read_text())
+    assert [s["videos"] for s in report["streams"]] == [[first.stem, second.stem, first.stem],
+                                                        [second.stem, first.stem, second.stem]]
+    run = report["runs"][0]
     windows = run["windows"]
     assert [w["start"] for w in windows] == [0.0, 12.0, 24.0]
     assert windows[0]["narrations"] == windows[2]["narrations"] > 0
@@ -107,6 +110,7 @@ def test_eval_live_same_clip_first_and_last_measures_the_drift(cli, tiny_world, 
     (["{world}", "--plot", "{tmp}/curves.jpg"], "--plot {tmp}/curves.jpg: name a .png file"),
     (["{world}", "--split", "train"], "no videos to evaluate in split 'train'"),
     (["{world}", "--window", "0"], "--window"),
+    (["{world}", "--chain-size", "2"], "--chain-size: add --chain"),
 ])
 def test_eval_live_refuses_bad_options(cli, tiny_world, tmp_path, args, message):
     args = [a.format(world=tiny_world, tmp=tmp_path) for a in args]

@@ -46,6 +46,9 @@ class Options:
     """Only the first N videos."""
     chain: bool = False
     """Play the videos back to back as one stream (one session), instead of one stream each."""
+    chain_size: PositiveInt | None = None
+    """With --chain: start a new stream every this many videos (default: one stream of them all);
+    e.g. `A B A C D C --chain --chain-size 3` plays two streams that end with the clip they began with."""
     features: DirectoryPath | None = None
     """Frame tokens from `streamvlm encode` of the videos (FEATURES/UID.mp4.safetensors, made with the
     model's own frame encoder) instead of decoding and encoding the videos."""
@@ -67,6 +70,8 @@ class Options:
     def __post_init__(self) -> None:
         from ..evaluation.plots import require_matplotlib
 
+        if self.chain_size is not None and not self.chain:
+            raise UserError("--chain-size: add --chain (it sets how many videos each chained stream plays)")
         if self.stream.realtime:
             raise UserError("--realtime: eval-live streams offline (every frame is scored); drop --realtime")
         for source in self.sources:
@@ -142,7 +147,11 @@ def evaluate(options: Options, model, *, out=None) -> dict:
 
     out = out if out is not None else sys.stdout
     clips = resolve_clips(options)
-    streams = [live.Stream(tuple(clips))] if options.chain else [live.Stream((c,)) for c in clips]
+    if options.chain:
+        size = options.chain_size or len(clips)
+        streams = [live.Stream(tuple(clips[i:i + size])) for i in range(0, len(clips), size)]
+    else:
+        streams = [live.Stream((c,)) for c in clips]
     fps = options.stream.fps if options.stream.fps is not None else model.config.frame_fps
     report = {"model": options.model.model or "embedded default model", "window": options.window,
               "tolerance": options.tolerance, "early": options.early, "threshold": options.generation.threshold,

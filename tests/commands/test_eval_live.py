@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,14 @@ def test_eval_live_same_clip_first_and_last_measures_the_drift(cli, tiny_world, 
     """A clip played at the start of a chained stream and again at its end: the first and last
     windows hold the same frames and narrations, and the command prints and writes their difference."""
     first, second = sorted((tiny_world / "videos").glob("*.mp4"))
+    other = tmp_path / "other"
+    shutil.copytree(tiny_world, other)  # another world of two videos, in reverse order
+    world = json.loads((other / "world.json").read_text())
+    world["videos"].reverse()
+    (other / "world.json").write_text(json.dumps(world))
     report_file = tmp_path / "live.json"
-    result = cli("eval-live", first, second, first, second, first, second, "--chain", "--chain-size", "3",
-                 "--window", "12", "--kv-budget", "256", "--out", report_file, "--no-progress")
+    result = cli("eval-live", tiny_world, other, tiny_world, "--chain", "--zip", "--window", "12",
+                 "--kv-budget", "256", "--out", report_file, "--no-progress")
     assert result.code == 0, result.err
     assert ": 2 streams, 1.2 min, 144 frames" in result.out
     report = json.loads(report_file.read_text())
@@ -110,7 +116,9 @@ def test_eval_live_same_clip_first_and_last_measures_the_drift(cli, tiny_world, 
     (["{world}", "--plot", "{tmp}/curves.jpg"], "--plot {tmp}/curves.jpg: name a .png file"),
     (["{world}", "--split", "train"], "no videos to evaluate in split 'train'"),
     (["{world}", "--window", "0"], "--window"),
-    (["{world}", "--chain-size", "2"], "--chain-size: add --chain"),
+    (["{world}", "--zip"], "--zip: add --chain"),
+    (["{world}", "{world}/videos/synth_s9_00000.mp4", "--chain", "--zip"],
+     "--zip: every source needs as many videos; they hold {world} 2, {world}/videos/synth_s9_00000.mp4 1"),
 ])
 def test_eval_live_refuses_bad_options(cli, tiny_world, tmp_path, args, message):
     args = [a.format(world=tiny_world, tmp=tmp_path) for a in args]

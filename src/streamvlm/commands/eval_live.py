@@ -46,9 +46,10 @@ class Options:
     """Only the first N videos."""
     chain: bool = False
     """Play the videos back to back as one stream (one session), instead of one stream each."""
-    chain_size: PositiveInt | None = None
-    """With --chain: start a new stream every this many videos (default: one stream of them all);
-    e.g. `A B A C D C --chain --chain-size 3` plays two streams that end with the clip they began with."""
+    zip: bool = False
+    """With --chain: one stream per video index instead, chaining the k-th video of every source in
+    order (sources: worlds with as many videos each); `A B A --chain --zip` plays, for each k, A's
+    k-th video, B's, then A's again, so each stream ends with the clip it began with."""
     features: DirectoryPath | None = None
     """Frame tokens from `streamvlm encode` of the videos (FEATURES/UID.mp4.safetensors, made with the
     model's own frame encoder) instead of decoding and encoding the videos."""
@@ -70,8 +71,8 @@ class Options:
     def __post_init__(self) -> None:
         from ..evaluation.plots import require_matplotlib
 
-        if self.chain_size is not None and not self.chain:
-            raise UserError("--chain-size: add --chain (it sets how many videos each chained stream plays)")
+        if self.zip and not self.chain:
+            raise UserError("--zip: add --chain (it sets which videos each chained stream plays)")
         if self.stream.realtime:
             raise UserError("--realtime: eval-live streams offline (every frame is scored); drop --realtime")
         for source in self.sources:
@@ -101,13 +102,34 @@ def _check_source(path: Path) -> None:
                         "or a video of one (WORLD/videos/UID.mp4); live scores need its narrations")
 
 
-def resolve_clips(options: Options) -> list:
-    """The clips named by the sources (worlds loaded once), filtered by ``--split`` and ``--limit``."""
+def resolve_streams(options: Options) -> list:
+    """What is streamed: a stream per clip of the sources (``--split``, then the first ``--limit``),
+    one chained stream of them all (``--chain``), or with ``--zip`` a chained stream per video
+    index across the sources (``--limit``: per source)."""
+    from ..evaluation.live import Stream
+
+    per_source = _source_clips(options)
+    if options.zip:
+        per_source = [clips[: options.limit] for clips in per_source]
+        if len({len(clips) for clips in per_source}) != 1:
+            listed = ", ".join(f"{s} {len(c)}" for s, c in zip(options.sources, per_source))
+            raise UserError(f"--zip: every source needs as many videos; they hold {listed}")
+        streams = [Stream(tuple(clips)) for clips in zip(*per_source)]
+    else:
+        clips = [c for clips in per_source for c in clips][: options.limit]
+        streams = [Stream(tuple(clips))] if options.chain and clips else [Stream((c,)) for c in clips]
+    if not streams:
+        raise UserError(f"no videos to evaluate{f' in split {options.split!r}' if options.split else ''}")
+    return streams
+
+
+def _source_clips(options: Options) -> list[list]:
+    """Each source's clips (worlds loaded once), filtered by ``--split``."""
     from ..data.synth import SynthWorld
     from ..evaluation.live import world_clips
 
     worlds: dict[Path, tuple[SynthWorld, dict]] = {}
-    clips = []
+    out = []
     for source in options.sources:
         path = Path(source)
         root = _world_root(path)
@@ -121,11 +143,8 @@ def resolve_clips(options: Options) -> list:
             if path.stem not in by_uid:
                 raise UserError(f"{path}: no video {path.stem!r} in {root / 'world.json'}")
             uids = [path.stem] if options.split is None or world.video(path.stem).split == options.split else []
-        clips += [by_uid[u] for u in uids]
-    clips = clips[: options.limit]
-    if not clips:
-        raise UserError(f"no videos to evaluate{f' in split {options.split!r}' if options.split else ''}")
-    return clips
+        out.append([by_uid[u] for u in uids])
+    return out
 
 
 def _feature_names(clips, features: Path) -> dict[str, str]:
@@ -146,12 +165,7 @@ def evaluate(options: Options, model, *, out=None) -> dict:
     from ..inference.narration import build_assistant
 
     out = out if out is not None else sys.stdout
-    clips = resolve_clips(options)
-    if options.chain:
-        size = options.chain_size or len(clips)
-        streams = [live.Stream(tuple(clips[i:i + size])) for i in range(0, len(clips), size)]
-    else:
-        streams = [live.Stream((c,)) for c in clips]
+    streams = resolve_streams(options)
     fps = options.stream.fps if options.stream.fps is not None else model.config.frame_fps
     report = {"model": options.model.model or "embedded default model", "window": options.window,
               "tolerance": options.tolerance, "early": options.early, "threshold": options.generation.threshold,

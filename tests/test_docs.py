@@ -238,7 +238,8 @@ REWRITES: list[Rewrite] = [
     Rewrite("build-default", cap("--duration", 10, default=60), "10-second videos"),
     Rewrite("build-default", cap("--max-steps", 2, default=600), "2 steps"),
     Rewrite("build-default", cap("--tower-epochs", 1, default=3), "1 tower epoch"),
-    Rewrite("build-default", cap("--tower-layouts", 16), "16 fresh tower layouts"),
+    Rewrite("build-default", cap("--tower-layouts", 16, default=43200), "16 fresh tower layouts"),
+    Rewrite("build-default", cap("--live-duration", 20, default=180), "20-second live-like streams"),
     Rewrite("build-default", when(lambda a: "--install" in a, drop("--install", takes_value=False),
                                   add("--out", "installed-model")), "--install -> --out installed-model"),
     # narrate/demo with --llm: the released-adapter stand-in has random weights and replies after

@@ -29,7 +29,7 @@ def load_default_model():
     if not (DEFAULT_MODEL_DIR / "checkpoint.json").is_file():
         raise UserError(
             f"the embedded default model is missing from this installation ({DEFAULT_MODEL_DIR}); "
-            "rebuild it with `streamvlm build-default --install` (about 25 minutes on 2 CPU cores)"
+            "rebuild it with `streamvlm build-default --install` (about an hour on 2 CPU cores)"
         )
     return load_pretrained(DEFAULT_MODEL_DIR)
 
@@ -45,18 +45,18 @@ class BuildOptions:
     heldout_videos: Annotated[int, Field(ge=1, le=100_000)] = 16
     """Held-out videos (evaluated after training)."""
     max_steps: PositiveInt = 600
-    """Optimizer steps of the tiny-synth recipe over features (about 1.4 s each on 2 CPU cores)."""
+    """Optimizer steps of the tiny-synth recipe over features (about 1.9 s each on 2 CPU cores)."""
     tower_epochs: PositiveInt = 3
-    """Passes of the vision-tower pretraining over the training world's frames."""
-    tower_layouts: Annotated[int, Field(ge=0, le=10_000_000)] = 0
-    """Pretrain the tower on this many freshly rendered videos instead (new table layouts every
-    step: 21,600 reached 85% held-out colour of the object in hand against 75% for 3 epochs,
-    docs/default-model.md); 0: --tower-epochs over the training world."""
+    """Passes of the vision-tower pretraining over the training world's frames (with --tower-layouts 0)."""
+    tower_layouts: Annotated[int, Field(ge=0, le=10_000_000)] = 43_200
+    """Pretrain the tower on this many freshly rendered videos (new table layouts every step;
+    held-out colour of the object in hand: 75% for 3 epochs over the training world, 85% with
+    21,600, more with 43,200, docs/default-model.md); 0: --tower-epochs over the training world."""
     duration: Annotated[float, Field(ge=4, le=3600)] = 60.0
     """Seconds per synthetic video."""
     size: Annotated[int, Field(ge=32, le=1024, multiple_of=2)] = 64
     """Frame side of the synthetic videos in pixels."""
-    live_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    live_fraction: Annotated[float, Field(ge=0, le=1)] = 0.15
     """Share of the training videos that are live-like streams (several tasks with idle stretches
     of seconds to minutes, --live-duration long; see docs/synthetic-world.md); 0: one-task clips."""
     live_duration: Annotated[float, Field(ge=4, le=3600)] = 180.0

@@ -52,6 +52,8 @@ def test_yuv420_roundtrip_of_a_batch_is_that_of_each_frame():
     assert np.abs(together.astype(int) - alone.astype(int)).max() <= 2
 
 
+# two rendering workers on purpose, also where the affinity holds one CPU (torch then warns)
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 2 worker processes:UserWarning")
 def test_the_stream_is_deterministic_and_new_every_step():
     a_images, a_labels = FRESH.batch(3, 16)
     b_images, b_labels = FreshLayouts(**vars(FRESH)).batch(3, 16)

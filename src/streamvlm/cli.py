@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "evaluate a model: LM-PPL, TimeDiff, Fluency, LM-correctness (and COIN / Ego4D LTA)"),
     "eval-live": ("eval_live", "stream synthetic clips through a model as in use (its own replies, a KV policy) "
                                "and score them per time window"),
+    "probe": ("probe", "how much of what the narrations say a linear probe reads from the frame tokens"),
     "tables": ("tables", "reproduce the paper's ablation tables at CPU scale on the synthetic world"),
     "build-default": ("build_default", "rebuild the embedded default model from scratch"),
 }

@@ -92,26 +92,19 @@ def cap(flag: str, limit: float, *, default: float | None = None) -> Callable[[l
     return change
 
 
-def _few_serve_sessions(argv: list[str]) -> list[str]:
-    """``--sessions A B C ...`` -> ``--sessions 4 8`` (a load run per value)."""
-    if "--sessions" not in argv:
-        return argv
-    i = argv.index("--sessions") + 1
-    end = i
-    while end < len(argv) and _is_number(argv[end]):
-        end += 1
-    return argv[:i] + ["4", "8"] + argv[end:]
+def numbers(flag: str, values: list[str]) -> Callable[[list[str]], list[str]]:
+    """``FLAG A B C ...`` -> ``FLAG`` + ``values`` (the same sweep at small size); absent: unchanged."""
 
+    def change(argv: list[str]) -> list[str]:
+        if flag not in argv:
+            return argv
+        i = argv.index(flag) + 1
+        end = i
+        while end < len(argv) and _is_number(argv[end]):
+            end += 1
+        return argv[:i] + values + argv[end:]
 
-def _short_lengths(argv: list[str]) -> list[str]:
-    """``--lengths A B C ...`` -> ``--lengths 300 600`` (the same sweep, two short caches)."""
-    if "--lengths" not in argv:
-        return argv
-    i = argv.index("--lengths") + 1
-    end = i
-    while end < len(argv) and _is_number(argv[end]):
-        end += 1
-    return argv[:i] + ["300", "600"] + argv[end:]
+    return change
 
 
 def replace(flag: str, old: str | None, new: str) -> Callable[[list[str]], list[str]]:
@@ -221,8 +214,8 @@ REWRITES: list[Rewrite] = [
     Rewrite("bench", replace("--device", None, "cpu"), "--device cpu (GPU figure)"),
     Rewrite("bench", replace("--dtype", None, "float32"), "--dtype float32 (GPU figure)"),
     Rewrite("bench", cap("--length-frames", 2, default=16), "2 frames per stream length"),
-    Rewrite("bench", _short_lengths, "stream lengths 300 and 600 tokens instead of 1k-16k"),
-    Rewrite("bench", when(lambda a: "--serve" in a, _few_serve_sessions, cap("--seconds", 2, default=10)),
+    Rewrite("bench", numbers("--lengths", ["300", "600"]), "stream lengths 300 and 600 tokens instead of 1k-16k"),
+    Rewrite("bench", when(lambda a: "--serve" in a, numbers("--sessions", ["4", "8"]), cap("--seconds", 2, default=10)),
             "--serve: 4 and 8 sessions for 2 s"),
     Rewrite("bench", replace("--videos", "../shared/data/videos", "../shared/data/videos/streammind_demo3.mp4"),
             "one 6-second sample video instead of all seven"),

@@ -37,7 +37,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path, name: str) -> Path:
+def _save(fig, path: Path, name: str, title: str = "") -> Path:
+    """Title the figure, lay it out and write it as a PNG atomically."""
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return write_bytes_atomic(path, buffer.getvalue(), name=name)
@@ -64,10 +68,7 @@ def plot_quality(runs: Sequence[tuple[str, Sequence[WindowScore]]], path: str | 
         for ax in axes[:, 0]:
             ax.set_ylabel("%")
         axes.flat[0].legend(fontsize=8, loc="lower left")
-        if title:
-            fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        return _save(fig, Path(path), name)
+        return _save(fig, Path(path), name, title)
     finally:
         plt.close(fig)
 
@@ -100,9 +101,6 @@ def plot_confusion(panels: Sequence[tuple[str, Confusion]], path: str | Path, *,
             ax.set_xlabel("predicted (paired reply)")
             ax.set_ylabel("gold (replies' share / gold share)")
             ax.set_title(panel, fontsize=10)
-        if title:
-            fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        return _save(fig, Path(path), name)
+        return _save(fig, Path(path), name, title)
     finally:
         plt.close(fig)

@@ -61,17 +61,27 @@ def save_pretrained(model, path: str | Path, *, full: bool = True) -> None:
             tower.pop("_name_or_path", None)  # where the tower was loaded from: not part of the model
             config.vision.tower_config, config.vision.name_or_path = tower, None
             config.vision.image_size = model.frame_encoder.image_size
-        save_model(model, str(path / "model.safetensors"))
+        _save(save_model, model, path / "model.safetensors")
     else:
         if config.llm_name_or_path is None:
             raise ConfigError("save_pretrained(full=False) needs a pretrained base LM (llm_name_or_path)")
         trainable = {k: v.detach().contiguous().cpu() for k, v in model.named_parameters() if v.requires_grad}
-        save_file(trainable, str(path / "trainable.safetensors"))
+        _save(save_file, trainable, path / "trainable.safetensors")
     save_json(config, path / "config.json")
     meta = {"format": FORMAT, "version": VERSION, "weights": "full" if full else "trainable",
             "frame_encoder": model.frame_encoder is not None}
     (path / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
     model.tokenizer.save_pretrained(str(path))
+
+
+def _save(save: Any, weights: Any, file: Path) -> None:
+    """``save(weights, file)`` (safetensors), its I/O failures (a full disk) as the OSError naming ``file``."""
+    from .outputs import os_error
+
+    try:
+        save(weights, str(file))
+    except SafetensorError as exc:
+        raise os_error(exc, file) or exc from None
 
 
 def _check_shapes(file: Path, model: torch.nn.Module, rename=lambda k: k) -> list[str]:
@@ -93,6 +103,20 @@ def _check_shapes(file: Path, model: torch.nn.Module, rename=lambda k: k) -> lis
         raise CheckpointError(f"{file}: not a readable safetensors file "
                               f"(truncated or corrupt: {one_line(exc)})") from None
     return [rename(k) for k in keys]
+
+
+def check_finite(file: Path, tensors: Any) -> None:
+    """Refuse weights holding NaN or infinities (a diverged run saved them): such a model loads and
+    then answers every frame with nothing. ``tensors``: (name, tensor) pairs read from ``file``."""
+    for name, tensor in tensors:
+        if not tensor.is_floating_point():
+            continue
+        # One reduction per tensor, no [N] bool copy: a NaN or an infinity makes the sum non-finite;
+        # a finite sum too large for float32 is told apart by the exact check.
+        total = tensor.sum(dtype=torch.float64 if tensor.dtype == torch.float64 else torch.float32)
+        if not bool(torch.isfinite(total)) and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{file}: tensor '{name}' holds NaN or infinite values (saved by a run that "
+                                  "diverged?); refused")
 
 
 def read_checkpoint_meta(meta_file: Path) -> dict[str, Any]:
@@ -154,12 +178,16 @@ def load_pretrained(path: str | Path, *, with_vision: bool = True, dtype: torch.
         if missing or unexpected:
             what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
             raise CheckpointError(f"{weights}: weights do not match the model: {what}")
+        state = model.state_dict()
+        check_finite(weights, ((k, state[k]) for k in keys if k in state))
     else:
         state = model.state_dict()
         unknown = [k for k in keys if k not in state]
         if unknown:
             raise CheckpointError(f"{weights}: unexpected tensor '{unknown[0]}'")
-        model.load_state_dict(load_file(str(weights)), strict=False)
+        tensors = load_file(str(weights))
+        check_finite(weights, tensors.items())
+        model.load_state_dict(tensors, strict=False)
     if dtype is not None:
         model.to(dtype)
     if device is not None:
@@ -311,6 +339,7 @@ def load_videollm_online(
     absent = sorted(expected - set(keys))
     if absent:
         raise CheckpointError(f"{adapter_path}: adapter lacks '{absent[0]}' ({len(absent)} tensors missing)")
+    check_finite(weights if weights.is_file() else legacy, tensors.items())
     renamed = {rename(k): v for k, v in tensors.items()}
     for key, value in renamed.items():
         if tuple(value.shape) != tuple(state[key].shape):

@@ -6,12 +6,15 @@ so ``streamvlm --help`` imports no command and ``streamvlm COMMAND ...`` imports
 Command modules import torch and the model only inside ``run``, once the options are valid: help
 and every error in the options come back in well under a second.
 
-Expected failures (:class:`~streamvlm.errors.UserError`) print one line and exit with code 2;
-Ctrl-C prints one line and exits with code 130.
+Expected failures (:class:`~streamvlm.errors.UserError`) print one line and exit with code 2, and
+so do the input/output failures of the system (a full disk, a read-only folder, a name too long,
+permission denied: :data:`IO_ERRNOS`), naming the path; Ctrl-C prints one line and exits with
+code 130. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import signal
@@ -22,6 +25,7 @@ from types import ModuleType
 
 from . import __version__
 from .errors import StreamvlmWarning, UserError
+from .outputs import STDOUT, stdout_error
 
 PROG = "streamvlm"
 
@@ -69,6 +73,15 @@ def _usage(group: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_out(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise stdout_error(exc) from None
+
+
 def _split(argv: list[str]) -> tuple[str | None, list[str]]:
     """(command name, its arguments) from the command line; None when no command is named."""
     if not argv or argv[0].startswith("-"):
@@ -86,15 +99,15 @@ def _dispatch(argv: list[str]) -> int:
     name, rest = _split(argv)
     if name is None:
         if rest[:1] == ["--version"]:
-            print(f"{PROG} {__version__}")
+            _write_out(f"{PROG} {__version__}\n")
             return 0
         if rest and rest[0] not in ("-h", "--help"):
             raise UsageError(f"unknown option {rest[0]} (see `{PROG} --help`)")
-        sys.stdout.write(_usage())
+        _write_out(_usage())
         return 0
     if name in GROUPS:
         if not rest or rest[0] in ("-h", "--help"):
-            sys.stdout.write(_usage(name))
+            _write_out(_usage(name))
             return 0
         raise UsageError(f"unknown command '{name} {rest[0]}' (see `{PROG} {name} --help`)")
     if name not in COMMANDS:
@@ -106,6 +119,36 @@ def _dispatch(argv: list[str]) -> int:
     if options is None:  # --print-config
         return 0
     return int(module.run(options) or 0)
+
+
+IO_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.ENAMETOOLONG, errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EMFILE,
+                       errno.ENFILE, errno.EXDEV})
+"""OSError numbers the environment causes (disk, permissions, names, limits): one line and exit 2.
+Others (ENOENT above all: a file our own code expected) keep their traceback."""
+
+
+def _name(filename: object) -> str:
+    return os.fsdecode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else str(filename)
+
+
+def _io_error(exc: OSError) -> str:
+    """``PATH: reason`` (``A -> B: reason`` for a rename) of a system input/output failure."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return f"input/output failed: {reason}"
+    where = _name(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {_name(exc.filename2)}"
+    return f"{where}: {reason}"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush neither fails nor prints."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no usable file descriptor (a captured stream)
+        pass
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -124,16 +167,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", StreamvlmWarning)
             warnings.showwarning = _show_warning
-            return _dispatch(argv)
+            code = _dispatch(argv)
+            try:  # a full disk under stdout fails here, not in the interpreter's last flush
+                sys.stdout.flush()
+            except OSError as exc:
+                raise stdout_error(exc) from None
+            return code
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as exc:  # its message, if any, says what the run kept
+        print(f"{PROG}: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:  # stdout closed early (e.g. piped into `head`): not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 141
+    except OSError as exc:
+        if exc.errno not in IO_ERRNOS:
+            raise
+        if exc.filename == STDOUT:
+            _silence_stdout()
+        else:
+            try:
+                sys.stdout.flush()
+            except OSError:
+                _silence_stdout()
+        print(f"{PROG}: error: {_io_error(exc)}", file=sys.stderr, flush=True)
+        return 2
 
 
 def entry_point() -> None:

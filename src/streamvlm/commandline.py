@@ -27,6 +27,7 @@ from dataclasses import MISSING
 from typing import Annotated, Any, Literal, TypeVar
 
 from .errors import UserError
+from .outputs import run_scope
 from .settings import Arg, _unwrap, dumps, from_dict, merge, read_config_dict
 
 T = TypeVar("T")
@@ -159,12 +160,38 @@ def build_parser(prog: str, description: str, cls: type, *, config_file: bool = 
     return parser, flags
 
 
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, Any]:
+    """``argv`` parsed with positionals allowed after flags; ``--`` ends the flags (``narrate --
+    -clip.mp4``). argparse's intermixed parsing drops the ``--`` in its first pass and then reads
+    ``-clip.mp4`` as a flag, so the arguments after it stand in as placeholders that cannot look
+    like flags (a NUL byte, which no command-line argument holds) and are put back afterwards."""
+    if "--" not in argv:
+        return vars(parser.parse_intermixed_args(argv))  # positionals after flags too
+    end = argv.index("--")
+    rest = argv[end + 1:]
+    stand_ins = {f"\0{i}\0": arg for i, arg in enumerate(rest)}
+    try:
+        namespace = vars(parser.parse_intermixed_args([*argv[:end], "--", *stand_ins]))
+    except UsageError as exc:
+        message = str(exc)
+        for stand_in, arg in stand_ins.items():
+            message = message.replace(stand_in, arg)
+        raise UsageError(message) from None
+
+    def restore(value: Any) -> Any:
+        if isinstance(value, list):
+            return [restore(v) for v in value]
+        return stand_ins.get(value, value) if isinstance(value, str) else value
+
+    return {key: restore(value) for key, value in namespace.items()}
+
+
 def parse(cls: type[T], argv: Sequence[str], *, prog: str, description: str = "",
           config_file: bool = True, print_config: Callable[[T], None] | None = None) -> T | None:
     """Parse and validate ``argv`` into ``cls``; None when ``--print-config`` printed them (with
     ``print_config(options)`` when given, else as JSON)."""
     parser, flags = build_parser(prog, description, cls, config_file=config_file)
-    namespace = vars(parser.parse_intermixed_args(list(argv)))  # positionals after flags too
+    namespace = _parse_args(parser, list(argv))
     data: dict[str, Any] = {}
     for flag in flags:
         if flag.dest in namespace and namespace[flag.dest] is not None:
@@ -172,12 +199,14 @@ def parse(cls: type[T], argv: Sequence[str], *, prog: str, description: str = ""
             for part in flag.path[:-1]:
                 node = node.setdefault(part, {})
             node[flag.path[-1]] = namespace[flag.dest]
-    source = None
+    source = source_path = None
     if config_file and namespace.get("__config"):
         file_data, source = read_config_dict(namespace["__config"])
         data = merge(file_data, data)
+        source_path = namespace["__config"]
     names = {".".join(f.path): f.name for f in flags}
-    options = from_dict(cls, data, strict=False, names=names, source=source)
+    with run_scope([source_path]):  # the config file is an input: no output of the run may replace it
+        options = from_dict(cls, data, strict=False, names=names, source=source)
     if namespace.get("__print_config"):
         if print_config is not None:
             print_config(options)

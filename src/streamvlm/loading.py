@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from .errors import UserError
+from .outputs import note_inputs
 from .settings import Device, settings
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class ModelSource:
         for flag, name in (("--model", self.model), ("--llm", self.llm), ("--vision", self.vision)):
             if name is not None:
                 check_location(name, flag)
+                note_inputs(model_files(name))  # no output of the run may replace them
         if self.device.startswith("cuda") and not _gpu_driver_present():
             raise UserError(f"--device {self.device}: no CUDA device is available here")
 
@@ -70,6 +72,26 @@ class ModelSource:
 def _gpu_driver_present() -> bool:
     """Whether a GPU driver is loaded (NVIDIA or ROCm device nodes); torch has the final word."""
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+
+
+_MODEL_FILE_NAMES = frozenset({"checkpoint.json", "config.json", "adapter_config.json", "frame_encoder.json",
+                               "generation_config.json", "preprocessor_config.json", "special_tokens_map.json",
+                               "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja"})
+_MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model")
+
+
+def model_files(name: str) -> list[Path]:
+    """The model files (weights, configs, tokenizer) in a local model folder ``name``; [] for a
+    Hub id. Other files there (an evaluation report written beside the weights) are not listed."""
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.name in _MODEL_FILE_NAMES or p.name.startswith("tokenizer")
+            or p.suffix in _MODEL_FILE_SUFFIXES]
 
 
 def check_location(name: str, flag: str = "--model") -> None:

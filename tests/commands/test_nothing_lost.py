@@ -94,7 +94,7 @@ def test_ctrl_c_while_starting_up_is_one_line_and_130(tiny_checkpoint, short_cli
     assert err == "streamvlm: interrupted\n"
 
 
-def test_ctrl_c_while_streaming_keeps_the_events_so_far(tiny_checkpoint, tmp_path):
+def test_ctrl_c_while_streaming_keeps_the_events_so_far_beside_the_output(tiny_checkpoint, tmp_path):
     from streamvlm.data.synth import generate_world
 
     world = generate_world(tmp_path / "w", 1, 5, duration=60.0, size=64, split="test", workers=1, progress=False)
@@ -108,7 +108,10 @@ def test_ctrl_c_while_streaming_keeps_the_events_so_far(tiny_checkpoint, tmp_pat
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "streamvlm: interrupted" and "Traceback" not in err
-    events = [json.loads(line) for line in out.read_text().splitlines()]  # every line whole
+    partial = tmp_path / "events.jsonl.partial"
+    assert err.strip().splitlines()[-1] == (f"streamvlm: interrupted; the events so far are in {partial} "
+                                            f"({out} left as before)") and "Traceback" not in err
+    assert out.read_text() == "an earlier run\n"
+    events = [json.loads(line) for line in partial.read_text().splitlines()]  # every line whole
     assert events[0]["role"] == "user" and all(set(e) == {"time", "role", "text"} for e in events)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -4,9 +4,11 @@ print what it says as it happens."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from ..errors import UserError
 from ..inference.config import GenerationConfig, QueryText, StreamOptions
@@ -14,6 +16,9 @@ from ..inference.narration import NARRATE_INSTRUCTION
 from ..loading import ModelSource
 from ..outputs import check_output
 from ..settings import Arg, settings
+
+if TYPE_CHECKING:
+    from ..inference.console import EventPrinter
 
 
 @settings
@@ -69,6 +74,26 @@ def queries(options: Options) -> list:
     return asked
 
 
+@contextmanager
+def outputs_of(printer: EventPrinter) -> Iterator[None]:
+    """The run in this block writes ``printer``'s files: in place when it ends, nowhere when it
+    fails, and beside them (``FILE.partial``) when it is interrupted, the files themselves left as
+    they were; the interruption's message then names what was kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = printer.finish(keep=True, interrupted=True)
+        if not kept:
+            raise
+        unchanged = [str(p) for p in (printer.path, printer.subtitles) if p is not None]
+        raise KeyboardInterrupt(f"the events so far are in {', '.join(map(str, kept))} "
+                                f"({', '.join(unchanged)} left as before)") from None
+    except BaseException:
+        printer.finish(keep=False)
+        raise
+    printer.finish(keep=True)
+
+
 def run(options: Options) -> int:
     from ..inference.console import EventPrinter, play, summary
     from ..inference.narration import build_assistant, expected_frames, open_for, preflight
@@ -80,18 +105,11 @@ def run(options: Options) -> int:
     model = load_model(options.model)
     assistant = build_assistant(model, options.generation, options.stream.kv_budget)
     printer = EventPrinter(options.output, options.subtitles)
-    keep = False
-    try:
+    with outputs_of(printer):
         source, fps = open_for(model, options.source, options.stream)
         with source:
             pipeline = play(assistant, source, queries(options), printer, realtime=options.stream.realtime,
                             progress=not options.no_progress, total=expected_frames(source, fps))
-        keep = True
-    except KeyboardInterrupt:
-        keep = True  # the events so far are this run's own, whole lines: keep them
-        raise
-    finally:
-        printer.finish(keep=keep)
     print(summary(pipeline, source.stats), flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)
     return 0
 
@@ -105,54 +123,47 @@ def _run_remote(options: Options) -> int:
 
     from ..client import open_stream
     from ..inference.console import EventPrinter
+    from ..inference.narration import folder_root
     from ..video import open_source
 
     key = os.environ.get(options.api_key_env) if options.api_key_env else None
     printer = EventPrinter(options.output, options.subtitles)
-    keep = False
     frames = 0
     start = time.monotonic()
-    try:
-        with open_stream(options.server, api_key=key) as stream:
-            session = stream.session
-            fps = options.stream.fps or session.fps
-            source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
-                                 realtime=options.stream.realtime)
-            stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
-            for q in queries(options):
-                stream.ask(q.text, q.time)
-            failure: list[BaseException] = []
+    with outputs_of(printer), open_stream(options.server, api_key=key) as stream:
+        session = stream.session
+        fps = options.stream.fps or session.fps
+        source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
+                             realtime=options.stream.realtime, allowed_root=folder_root(options.source))
+        stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
+        for q in queries(options):
+            stream.ask(q.text, q.time)
+        failure: list[BaseException] = []
 
-            def send() -> None:
-                nonlocal frames
-                try:
-                    with source:
-                        for frame in source:
-                            stream.send_frame(frame.time, frame.image)
-                            frames += 1
-                    stream.end()
-                except BaseException as exc:  # raised in the caller's thread
-                    failure.append(exc)
-                    stream.close()
+        def send() -> None:
+            nonlocal frames
+            try:
+                with source:
+                    for frame in source:
+                        stream.send_frame(frame.time, frame.image)
+                        frames += 1
+                stream.end()
+            except BaseException as exc:  # raised in the caller's thread
+                failure.append(exc)
+                stream.close()
 
-            sender = threading.Thread(target=send, daemon=True)
-            sender.start()
-            for message in stream.events():
-                if message.type in ("user", "assistant"):
-                    printer(message.time, message.type, message.text)
-                elif message.type == "error":
-                    print(f"streamvlm: server: {message.message}", file=sys.stderr, flush=True)
-            sender.join(timeout=5)
-            if failure:
-                raise failure[0]
-            if stream.close_code not in (1000, None):
-                raise UserError(f"{options.server}: the server closed the stream (code {stream.close_code})")
-        keep = True
-    except KeyboardInterrupt:
-        keep = True
-        raise
-    finally:
-        printer.finish(keep=keep)
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        for message in stream.events():
+            if message.type in ("user", "assistant"):
+                printer(message.time, message.type, message.text)
+            elif message.type == "error":
+                print(f"streamvlm: server: {message.message}", file=sys.stderr, flush=True)
+        sender.join(timeout=5)
+        if failure:
+            raise failure[0]
+        if stream.close_code not in (1000, None):
+            raise UserError(f"{options.server}: the server closed the stream (code {stream.close_code})")
     wall = time.monotonic() - start
     print(f"{frames} frames in {wall:.1f}s ({frames / wall if wall else 0:.1f} frames/s) via {options.server}",
           flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)

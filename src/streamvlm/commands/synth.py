@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from ..data.synth.spec import WorldOptions
+from ..outputs import check_output
 from ..settings import PositiveInt, settings
 
 
@@ -20,7 +21,11 @@ class Options:
     workers: PositiveInt | None = None
     """Processes (default: the number of CPUs)."""
     overwrite: bool = False
-    """Replace a world already in --out."""
+    """Replace a world already in --out: the files its world.json names, nothing else (a folder
+    without a world is refused)."""
+
+    def __post_init__(self) -> None:
+        check_output(self.out, name="--out", folder=True)
 
 
 def run(options: Options) -> int:

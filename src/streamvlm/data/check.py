@@ -60,18 +60,23 @@ def check_file(path: str | Path, videos_root: str | Path | None = None,
             if videos_root is not None:
                 try:
                     resolved = check_video_path(record.video, videos_root)
-                except ValueError as exc:
-                    report.errors.append(f"{_where(file, number, 'video')}{exc}")
-                else:
                     if not resolved.is_file():
                         report.errors.append(f"{_where(file, number, 'video')}"
                                              f"no such file under {videos_root}: {record.video}")
+                except ValueError as exc:
+                    report.errors.append(f"{_where(file, number, 'video')}{exc}")
+                except OSError as exc:  # a name too long, permission denied: this record's problem
+                    report.errors.append(f"{_where(file, number, 'video')}cannot access under {videos_root}: "
+                                         f"{exc.strerror or exc}")
             if store is not None:
                 try:
-                    store.check(record)
+                    store.frames(record)  # eval's and train's own check, the values included
                 except DataError as exc:
                     field = {"num_frames": "conversation"}.get(exc.field or "", exc.field or "video")
                     report.errors.append(f"{_where(file, number, field)}features: {_bare(exc)}")
+                except OSError as exc:
+                    report.errors.append(f"{_where(file, number, 'video')}features: cannot access its file: "
+                                         f"{exc.strerror or exc}")
             if len(report.errors) == errors_before:
                 report.conversations += 1
                 report.frames += record.num_frames

@@ -83,18 +83,18 @@ def encode_folder(encoder: FrameEncoder, videos_root: str | Path, out_dir: str |
     """Encode this rank's share of the videos under ``videos_root`` into ``out_dir``."""
     report = EncodeReport()
     videos = shard(list_videos(videos_root), rank, world_size)
-    bar = tqdm(videos, desc=f"encode [rank {rank}/{world_size}]", unit="video", disable=not progress)
-    for video in bar:
-        target = feature_path(out_dir, video)
-        if is_complete(target):
-            report.skipped.append(video)
-            continue
-        try:
-            tokens = encode_video(encoder, Path(videos_root) / video, fps, batch_size)
-        except (UserError, ValueError, OSError) as exc:
-            report.failed.append((video, str(exc)))
-            bar.set_postfix(failed=len(report.failed))
-            continue
-        write_features(target, tokens, fps, video)
-        report.encoded.append(video)
+    with tqdm(videos, desc=f"encode [rank {rank}/{world_size}]", unit="video", disable=not progress) as bar:
+        for video in bar:  # the bar is closed on errors too, before the error line
+            target = feature_path(out_dir, video)
+            if is_complete(target):
+                report.skipped.append(video)
+                continue
+            try:
+                tokens = encode_video(encoder, Path(videos_root) / video, fps, batch_size)
+            except (UserError, ValueError, OSError) as exc:
+                report.failed.append((video, str(exc)))
+                bar.set_postfix(failed=len(report.failed))
+                continue
+            write_features(target, tokens, fps, video)
+            report.encoded.append(video)
     return report

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import DataError
+from ..outputs import follow_umask, os_error
 
 if TYPE_CHECKING:
     from .jsonl import ConversationRecord
@@ -80,14 +81,24 @@ def load_frames(path: str | Path, first: int, stop: int) -> Tensor:
 
 
 def write_features(path: str | Path, frame_tokens: Tensor, fps: float, video: str) -> None:
-    """Write ``frame_tokens [N, T, D_vision]`` atomically (temporary file, then rename)."""
+    """Write ``frame_tokens [N, T, D_vision]`` atomically (temporary file, then rename), with the
+    mode a new file gets (safetensors itself creates it 0600). A write that fails (a full disk)
+    raises the OSError naming ``path``, and leaves no temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     meta = {"fps": repr(float(fps)), "num_frames": str(frame_tokens.shape[0]),
             "tokens_per_frame": str(frame_tokens.shape[1]), "video": video}
-    save_file({TENSOR: frame_tokens.detach().contiguous().cpu()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    try:
+        save_file({TENSOR: frame_tokens.detach().contiguous().cpu()}, str(tmp), metadata=meta)
+        follow_umask(tmp)
+        tmp.replace(path)
+    except SafetensorError as exc:
+        tmp.unlink(missing_ok=True)
+        raise os_error(exc, path) or exc from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 

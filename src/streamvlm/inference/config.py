@@ -36,8 +36,9 @@ class GenerationConfig:
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     repetition_penalty: Annotated[float, Field(gt=0, le=100)] = 1.0
     """> 1 lowers the logits of tokens already in the current reply (as in CTRL / HF)."""
-    seed: Annotated[int | None, Arg(flag="--sample-seed")] = None
-    """Seed of each session's sampling generator (none: not reproducible)."""
+    seed: Annotated[Annotated[int, Field(ge=0, lt=2**64)] | None, Arg(flag="--sample-seed")] = None
+    """Seed of each session's sampling generator, 0 to 2**64 - 1 (torch's range; none: not
+    reproducible)."""
 
 
 def _check_budget(value: int) -> int:

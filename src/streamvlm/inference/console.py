@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..outputs import AtomicFile
+from ..outputs import AtomicFile, stdout_error
 from .config import TimedQuery
 from .narration import event_record
 
@@ -39,31 +39,55 @@ class EventPrinter:
             self.file.write(record)
             self.file.flush()
         if self.stdout_json:
-            sys.stdout.write(record)
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(record)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise stdout_error(exc) from None
         if role == "assistant" and text.strip():
             self.replies.append((time, _CONTROL.sub(" ", text).strip()))
 
     def line(self, text: str) -> None:
         """Print a line on stdout (stderr with ``--output -``) without breaking the progress bar."""
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr if self.stdout_json else sys.stdout)
-        else:
-            print(text, flush=True, file=sys.stderr if self.stdout_json else sys.stdout)
+        stream = sys.stderr if self.stdout_json else sys.stdout
+        try:
+            if self.bar is not None:
+                self.bar.write(text, file=stream)
+            else:
+                print(text, flush=True, file=stream)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            if stream is sys.stdout:
+                raise stdout_error(exc) from None
+            raise
 
-    def finish(self, *, keep: bool) -> None:
+    def finish(self, *, keep: bool, interrupted: bool = False) -> list[Path]:
         """Move the JSON lines (and subtitles) into place (``keep``), or drop them: an existing file
-        is replaced only by a run that produced its content."""
+        is replaced only by a run that produced its content. ``interrupted``: the run was stopped
+        (Ctrl-C); what it wrote goes to ``FILE.partial`` beside each output, which stays as it was.
+        Returns the files written."""
+        from ..outputs import partial_of, write_text_atomic
+
+        written = []
+        keep = keep and not (interrupted and self.events == 0)  # nothing to keep
         if self.file is not None:
             if keep:
-                self.file.commit()
+                written.append(self.file.commit(partial_of(self.path) if interrupted else None))
             else:
                 self.file.discard()
         if self.subtitles is not None and keep:
-            from ..outputs import write_text_atomic
+            target = partial_of(self.subtitles) if interrupted else self.subtitles
+            text = subtitles_text(self.replies, srt=self.subtitles.suffix.lower() == ".srt")
+            written.append(write_text_atomic(target, text, name="--subtitles"))
+        return written
 
-            write_text_atomic(self.subtitles, subtitles_text(self.replies, srt=self.subtitles.suffix.lower() == ".srt"),
-                              name="--subtitles")
+    @property
+    def path(self) -> Path | None:
+        """The ``--output`` file (None without one, or for stdout)."""
+        return None if self.file is None else self.file.path
 
 
 def _stamp(seconds: float, srt: bool) -> str:

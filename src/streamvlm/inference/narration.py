@@ -45,6 +45,16 @@ def frame_side(model: StreamVLM) -> int:
     return max(64, 2 * model.frame_encoder.image_size)
 
 
+def folder_root(source: str) -> str | None:
+    """An image folder is its own data root: each image must resolve inside it, so a symlink
+    leading out of the folder refuses it (``video.locate.list_images``); a link to the folder
+    itself is followed. None for any other source (a file, a webcam, a URL)."""
+    from ..video.locate import locate
+
+    location = locate(source)
+    return location.target if location.kind == "images" else None
+
+
 def preflight(source: str) -> None:
     """Open a local file or image folder once and read its header, so that a broken or
     unsupported source fails in a second, before the model is loaded. Live sources (webcams,
@@ -53,17 +63,19 @@ def preflight(source: str) -> None:
     from ..video.locate import locate
 
     if not locate(source).live:
-        probe(source)
+        probe(source, allowed_root=folder_root(source))
 
 
 def open_for(model: StreamVLM, source: str, stream: StreamOptions | None = None) -> tuple[FrameSource, float]:
     """Open ``source`` for ``model``: sampled at ``stream.fps`` (default the model's), decoded at
-    :func:`frame_side`. Returns the source and its fps."""
+    :func:`frame_side` (an image folder as its own data root, see :func:`folder_root`). Returns
+    the source and its fps."""
     from ..video import open_source
 
     stream = stream or StreamOptions()
     fps = stream.fps if stream.fps is not None else model.config.frame_fps
-    return open_source(source, fps=fps, max_side=frame_side(model), realtime=stream.realtime), fps
+    return open_source(source, fps=fps, max_side=frame_side(model), realtime=stream.realtime,
+                       allowed_root=folder_root(source)), fps
 
 
 def expected_frames(source: FrameSource, fps: float) -> int | None:

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from ..config import UPSTREAM_LORA_TARGETS, LoraSettings, StreamVLMConfig, VisionConfig
 from ..errors import ConfigError
+from ..outputs import check_output
 from ..presets import PresetName
 from ..settings import (
     Fps,
@@ -227,6 +228,7 @@ class TrainConfig:
         out = Path(self.output_dir)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"output_dir: {out} exists and is not a folder")
+        check_output(out, name="output_dir", folder=True)  # a folder that can be written (not /proc, read-only)
         if self.resume is False and any(out.glob("checkpoint-*")):
             raise ConfigError(f"output_dir: {out} holds checkpoints of an earlier run; continue it with resume=true, "
                               "or choose another output_dir")

@@ -96,6 +96,11 @@ def lta_taxonomy() -> dict:
     return {"verbs": list(VERB_LABELS), "nouns": list(NOUNS)}
 
 
+ANNOTATION_FILES = ("narration.json", "COIN.json", "fho_lta_taxonomy.json",
+                    *(f"{kind}_{split}.json" for split in SPLITS for kind in ("goalstep", "fho_lta")))
+"""Every file :func:`write_annotations` writes."""
+
+
 def write_annotations(videos: list[VideoSpec], folder: Path) -> None:
     """Write every annotation file of ``videos`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,10 @@ Layout of ``out_dir``::
     annotations/fho_lta_{train,val,test}.json, annotations/fho_lta_taxonomy.json
     world.json                    ground truth (written last: its presence marks a complete world)
     splits.json                   {"train": [uids], "val": [...], "test": [...]}
+
+These are the world's files (:func:`world_files`, read from ``world.json``): replacing a world
+(``overwrite``) replaces exactly them, and refuses a folder whose ``world.json`` is not a world.
+One process at a time generates into a folder (a lock beside it, ``.NAME.lock``).
 """
 
 from __future__ import annotations
@@ -23,13 +27,11 @@ from pathlib import Path
 from typing import Literal
 
 from ...errors import UserError
-from .formats import SPLITS, write_annotations
+from ...outputs import exclusive
+from .formats import ANNOTATION_FILES, SPLITS, write_annotations
 from .planner import plan_video
 from .render import render_video_frames
 from .spec import WORLD_VERSION, LiveOptions, SynthWorld, VideoSpec, WorldOptions
-
-_OUTPUTS = ("videos", "annotations", "world.json", "splits.json")
-
 
 # x264 settings that make the bytes a pure function of the frames: one thread, and ``asm=0`` (x264's
 # C code, no SIMD kernels). With its assembly, x264 (core 165, as PyAV ships it) reads uninitialised
@@ -90,56 +92,84 @@ def generate_world(out_dir: str | Path, num_videos: int, seed: int, *, duration:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: folder is not empty (pass --overwrite to replace a generated world)")
-    # Everything is written into a staging folder beside ``out`` and moved into place at the end:
-    # a run that fails or is interrupted leaves a world already in ``out`` as it was.
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
+    with exclusive(out, what="generating a world"):
+        replaced = _previous_world_files(out, overwrite)
+        videos = [plan_video(seed, i, duration=options.duration, fps=options.fps, size=options.size,
+                             split=None if split == "auto" else split, live=options.live) for i in range(num_videos)]
+        world = SynthWorld(WORLD_VERSION, options, videos)
+        written = world_files(world)
+        foreign = [name for name in written if name not in replaced and os.path.lexists(out / name)]
+        if foreign:
+            raise UserError(f"{out}: {foreign[0]} is there, and not a file of the world in it; "
+                            "move it away or choose another folder")
+        # Everything is written into a staging folder beside ``out`` and moved into place at the end:
+        # a run that fails or is interrupted leaves a world already in ``out`` as it was.
+        staging = out.parent / f".{out.name}.partial"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        try:
+            _generate(staging, world, workers, progress)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        for name in replaced:
+            (out / name).unlink(missing_ok=True)
+        for name in written:
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).rename(target)
         shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    try:
-        world = _generate(staging, options, workers, progress)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    out.mkdir(parents=True, exist_ok=True)
-    for name in _OUTPUTS:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        (staging / name).rename(target)
-    shutil.rmtree(staging)
     world.root = out
     return world
 
 
-def _generate(staging: Path, options: WorldOptions, workers: int | None, progress: bool) -> SynthWorld:
-    """Write every video, the annotations, ``splits.json`` and ``world.json`` into ``staging``."""
+def world_files(world: SynthWorld) -> list[str]:
+    """Every file :func:`generate_world` wrote for ``world``, relative to its folder."""
+    return [*(f"videos/{v.uid}.mp4" for v in world.videos), *(f"annotations/{n}" for n in ANNOTATION_FILES),
+            "splits.json", "world.json"]
+
+
+def _previous_world_files(out: Path, overwrite: bool) -> list[str]:
+    """The files of the world already in ``out`` that ``overwrite`` replaces ([] for an empty or
+    new folder); a folder holding anything else is refused."""
+    if not out.exists() or not any(out.iterdir()):
+        return []
+    if not overwrite:
+        raise UserError(f"{out}: folder is not empty (pass --overwrite to replace a generated world)")
+    if not (out / "world.json").is_file():
+        raise UserError(f"{out}: holds no world.json, so no world of `streamvlm synth`; --overwrite replaces only "
+                        "such a world (choose another folder)")
+    try:
+        previous = SynthWorld.load(out)
+    except UserError as exc:
+        raise UserError(f"{out}: its world.json is not a world of `streamvlm synth` ({exc}); --overwrite replaces "
+                        "only such a world (choose another folder)") from None
+    odd = next((v.uid for v in previous.videos if Path(v.uid).name != v.uid or v.uid in ("", ".", "..")), None)
+    if odd is not None:  # its files are named after the uids: none may lead out of videos/
+        raise UserError(f"{out}: its world.json names a video {odd!r}, which no world of `streamvlm synth` does; "
+                        "--overwrite replaces only such a world (choose another folder)")
+    return world_files(previous)
+
+
+def _generate(staging: Path, world: SynthWorld, workers: int | None, progress: bool) -> None:
+    """Write every video of ``world``, the annotations, ``splits.json`` and ``world.json`` into ``staging``."""
     from tqdm import tqdm
 
-    seed, num_videos, split = options.seed, options.num_videos, options.split
-    duration, fps, size = options.duration, options.fps, options.size
-    videos = [plan_video(seed, i, duration=duration, fps=fps, size=size, split=None if split == "auto" else split,
-                         live=options.live) for i in range(num_videos)]
+    videos, num_videos = world.videos, len(world.videos)
     jobs = [(v, str(staging / "videos")) for v in sorted(videos, key=lambda v: -v.num_frames)]  # long ones first
     workers = max(1, min(workers or os.cpu_count() or 1, num_videos))
-    bar = tqdm(total=num_videos, desc="synth videos", unit="video", disable=not progress)
-    if workers == 1:
-        for job in jobs:
-            _write_one(job)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for _ in pool.map(_write_one, jobs):
+    with tqdm(total=num_videos, desc="synth videos", unit="video", disable=not progress) as bar:  # closed on errors too
+        if workers == 1:
+            for job in jobs:
+                _write_one(job)
                 bar.update()
-    bar.close()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(_write_one, jobs):
+                    bar.update()
 
     write_annotations(videos, staging / "annotations")
     splits = {s: [v.uid for v in videos if v.split == s] for s in SPLITS}
     (staging / "splits.json").write_text(json.dumps(splits, indent=1) + "\n", encoding="utf-8")
-    world = SynthWorld(WORLD_VERSION, options, videos)
     world.save(staging)
-    return world

@@ -51,12 +51,28 @@ class Options:
             if self.subtitles.suffix.lower() not in (".vtt", ".srt"):
                 raise UserError(f"--subtitles {self.subtitles}: name a .vtt (WebVTT) or .srt (SubRip) file")
             check_output(self.subtitles, name="--subtitles", inputs=[self.source])
+        if self.server is None and self.api_key_env is not None:
+            raise UserError(f"--api-key-env {self.api_key_env}: a key is sent only to a server (--server URL)")
         if self.server is not None:
-            from ..client import stream_url
+            _check_server(self)
 
-            stream_url(self.server)
-            if self.model.model or self.model.llm or self.model.vision:
-                raise UserError("--server: the server's model narrates; --model, --llm and --vision are its own flags")
+
+def _check_server(options: Options) -> None:
+    """``--server``: a valid URL, the serve extra installed, no model flags, the key's variable set."""
+    import os
+
+    from ..client import stream_url
+
+    stream_url(options.server)
+    try:
+        import websockets  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"narrate --server needs the serve extra ({exc.name} is missing): "
+                        f"pip install 'streamvlm[serve]'") from None
+    if options.model.model or options.model.llm or options.model.vision:
+        raise UserError("--server: the server's model narrates; --model, --llm and --vision are its own flags")
+    if options.api_key_env is not None and not os.environ.get(options.api_key_env):
+        raise UserError(f"--api-key-env {options.api_key_env}: that environment variable is not set or empty")
 
 
 def queries(options: Options) -> list:
@@ -103,11 +119,13 @@ def _run_remote(options: Options) -> int:
     import threading
     import time
 
+    from websockets.exceptions import ConnectionClosed
+
     from ..client import open_stream
     from ..inference.console import EventPrinter
     from ..video import open_source
 
-    key = os.environ.get(options.api_key_env) if options.api_key_env else None
+    key = os.environ[options.api_key_env] if options.api_key_env else None
     printer = EventPrinter(options.output, options.subtitles)
     keep = False
     frames = 0
@@ -143,11 +161,14 @@ def _run_remote(options: Options) -> int:
                 elif message.type == "error":
                     print(f"streamvlm: server: {message.message}", file=sys.stderr, flush=True)
             sender.join(timeout=5)
-            if failure:
+            if failure and not isinstance(failure[0], ConnectionClosed):
                 raise failure[0]
-            if stream.close_code not in (1000, None):
-                raise UserError(f"{options.server}: the server closed the stream (code {stream.close_code})")
+            if stream.close_code != 1000:
+                raise UserError(f"{options.server}: the stream closed early (close code "
+                                f"{stream.close_code}{': ' + stream.close_reason if stream.close_reason else ''})")
         keep = True
+    except ConnectionClosed as closed:  # while asking or configuring
+        raise UserError(f"{options.server}: the connection closed ({closed})") from None
     except KeyboardInterrupt:
         keep = True
         raise

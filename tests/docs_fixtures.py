@@ -46,6 +46,18 @@ def short_clip(cache: Path) -> Path:
     return next((world / "videos").glob("*.mp4"))
 
 
+def frame_jpg(cache: Path) -> Path:
+    """A 128-pixel JPEG: the first frame of a synthetic video."""
+    out = cache / "frame.jpg"
+    if not out.is_file():
+        from PIL import Image
+
+        from streamvlm.data.synth import plan_video, render_video_frames
+
+        Image.fromarray(next(iter(render_video_frames(plan_video(seed=0, index=0, duration=1, size=128))))).save(out)
+    return out
+
+
 def narration_json(cache: Path) -> Path:
     """An Ego4D ``narration.json`` (two synthetic videos' narrations in the real format)."""
     return _world(cache, "narration-world", 2, 4, 20.0) / "annotations" / "narration.json"
@@ -197,6 +209,8 @@ def _write_jsonl(name: Path, records: list[Any]) -> None:
 FIXTURES: dict[str, Callable[[Path, Path], None]] = {
     # a clip for `streamvlm narrate video.mp4 ...`
     "video.mp4": lambda cache, work: _link(clip(cache), work / "video.mp4"),
+    # the frame the client example of docs/serve.md sends
+    "frame.jpg": lambda cache, work: _link(frame_jpg(cache), work / "frame.jpg"),
     # the released-adapter example: local folders named like the hub ids win over the Hub
     "videollm-online": lambda cache, work: (
         _link(adapter(cache), work / "path/to/videollm-online-8b-v1plus"),

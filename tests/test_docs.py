@@ -17,7 +17,10 @@ What is extracted from each document (fenced blocks, in order):
   before ``frames/s`` and wall times are not compared); a recorded ``streamvlm: error: ...``
   line means exit code 2. Other ``streamvlm ...`` lines in any block (usage synopses, the command
   log of docs/results.md) are not run: their flags must exist (train: the overrides must resolve).
-* ```python blocks: their imports must resolve.
+* ```python blocks: their imports must resolve. Those of :data:`SERVE_CLIENT_DOCS` run too, against
+  a real ``streamvlm serve`` (the embedded default model, an ephemeral port, given for the address
+  ``http://127.0.0.1:8000`` they name), in the document's working folder; they must print lines of
+  text (every line a label and some words).
 
 Commands run at small size through the rewrite table :data:`REWRITES` (fewer videos and steps,
 short clips, CPU instead of a GPU); the documents themselves show the real sizes. A command that
@@ -57,11 +60,15 @@ FIXTURES: dict[str, list[str]] = {
     "docs/evaluation.md": ["questions.jsonl"],
     "docs/generation.md": ["narration.json", "requests.jsonl", "hub-llm"],
     "docs/training.md": ["configs"],
+    "docs/serve.md": ["frame.jpg"],
 }
 """Files each document's commands expect in its working folder (see docs_fixtures.FIXTURES)."""
 
 OPENAI_DOCS = {"docs/generation.md"}
 """Documents whose commands talk to an OpenAI-compatible server: a fake one runs on 127.0.0.1."""
+
+SERVE_CLIENT_DOCS = {"docs/serve.md"}
+"""Documents whose python blocks are clients of ``streamvlm serve``: they run against a real server."""
 
 EXPECTED_FAILURES: dict[tuple[str, str], str] = {
 }
@@ -605,6 +612,23 @@ def check_python(cmd: Command) -> None:
                     f"{cmd.id}: `from {node.module} import {alias.name}`: no such name")
 
 
+def run_serve_client(cmd: Command, state: DocState) -> None:
+    """Run a python block against a real server; what it prints must be lines of text."""
+    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.serve.app import create_app
+    from streamvlm.serve.runner import BackgroundServer
+
+    printed = io.StringIO()
+    with BackgroundServer(create_app(load_model(ModelSource(device="cpu")))) as server, _inside(state):
+        code = compile(cmd.text.replace("http://127.0.0.1:8000", server.url), cmd.id, "exec")
+        with contextlib.redirect_stdout(printed):
+            exec(code, {"__name__": "__main__"})
+    lines = printed.getvalue().splitlines()
+    assert lines, f"{cmd.id}: the example printed nothing"
+    for line in lines:  # e.g. "0.0s assistant: ..." (not a bare event type)
+        assert re.fullmatch(r"\S+ \S+: \S.*", line), f"{cmd.id}: printed {line!r}, not a label and some text"
+
+
 # ============================================================================ the tests
 @pytest.mark.parametrize("cmd", ALL, ids=[f"{c.id}:{c.kind}" for c in ALL])
 def test_documented_command(cmd: Command, doc_states) -> None:
@@ -616,7 +640,8 @@ def test_documented_command(cmd: Command, doc_states) -> None:
         assert cmd.argv == ["check"], f"{cmd.id}: `{cmd.text}`: the documented lint command is `ruff check`"
         return None
     if cmd.kind == "python":
-        return check_python(cmd)
+        check_python(cmd)
+        return run_serve_client(cmd, doc_states[cmd.doc]) if cmd.doc in SERVE_CLIENT_DOCS else None
     if cmd.kind == "flags":
         return check_flags(cmd)
     state = doc_states[cmd.doc]

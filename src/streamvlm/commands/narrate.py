@@ -56,12 +56,28 @@ class Options:
             if self.subtitles.suffix.lower() not in (".vtt", ".srt"):
                 raise UserError(f"--subtitles {self.subtitles}: name a .vtt (WebVTT) or .srt (SubRip) file")
             check_output(self.subtitles, name="--subtitles", inputs=[self.source])
+        if self.server is None and self.api_key_env is not None:
+            raise UserError(f"--api-key-env {self.api_key_env}: a key is sent only to a server (--server URL)")
         if self.server is not None:
-            from ..client import stream_url
+            _check_server(self)
 
-            stream_url(self.server)
-            if self.model.model or self.model.llm or self.model.vision:
-                raise UserError("--server: the server's model narrates; --model, --llm and --vision are its own flags")
+
+def _check_server(options: Options) -> None:
+    """``--server``: a valid URL, the serve extra installed, no model flags, the key's variable set."""
+    import os
+
+    from ..client import stream_url
+
+    stream_url(options.server)
+    try:
+        import websockets  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"narrate --server needs the serve extra ({exc.name} is missing): "
+                        f"pip install 'streamvlm[serve]'") from None
+    if options.model.model or options.model.llm or options.model.vision:
+        raise UserError("--server: the server's model narrates; --model, --llm and --vision are its own flags")
+    if options.api_key_env is not None and not os.environ.get(options.api_key_env):
+        raise UserError(f"--api-key-env {options.api_key_env}: that environment variable is not set or empty")
 
 
 def queries(options: Options) -> list:
@@ -121,49 +137,55 @@ def _run_remote(options: Options) -> int:
     import threading
     import time
 
+    from websockets.exceptions import ConnectionClosed
+
     from ..client import open_stream
     from ..inference.console import EventPrinter
     from ..inference.narration import folder_root
     from ..video import open_source
 
-    key = os.environ.get(options.api_key_env) if options.api_key_env else None
+    key = os.environ[options.api_key_env] if options.api_key_env else None
     printer = EventPrinter(options.output, options.subtitles)
     frames = 0
     start = time.monotonic()
-    with outputs_of(printer), open_stream(options.server, api_key=key) as stream:
-        session = stream.session
-        fps = options.stream.fps or session.fps
-        source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
-                             realtime=options.stream.realtime, allowed_root=folder_root(options.source))
-        stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
-        for q in queries(options):
-            stream.ask(q.text, q.time)
-        failure: list[BaseException] = []
+    try:
+        with outputs_of(printer), open_stream(options.server, api_key=key) as stream:
+            session = stream.session
+            fps = options.stream.fps or session.fps
+            source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
+                                 realtime=options.stream.realtime, allowed_root=folder_root(options.source))
+            stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
+            for q in queries(options):
+                stream.ask(q.text, q.time)
+            failure: list[BaseException] = []
 
-        def send() -> None:
-            nonlocal frames
-            try:
-                with source:
-                    for frame in source:
-                        stream.send_frame(frame.time, frame.image)
-                        frames += 1
-                stream.end()
-            except BaseException as exc:  # raised in the caller's thread
-                failure.append(exc)
-                stream.close()
+            def send() -> None:
+                nonlocal frames
+                try:
+                    with source:
+                        for frame in source:
+                            stream.send_frame(frame.time, frame.image)
+                            frames += 1
+                    stream.end()
+                except BaseException as exc:  # raised in the caller's thread
+                    failure.append(exc)
+                    stream.close()
 
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        for message in stream.events():
-            if message.type in ("user", "assistant"):
-                printer(message.time, message.type, message.text)
-            elif message.type == "error":
-                print(f"streamvlm: server: {message.message}", file=sys.stderr, flush=True)
-        sender.join(timeout=5)
-        if failure:
-            raise failure[0]
-        if stream.close_code not in (1000, None):
-            raise UserError(f"{options.server}: the server closed the stream (code {stream.close_code})")
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
+            for message in stream.events():
+                if message.type in ("user", "assistant"):
+                    printer(message.time, message.type, message.text)
+                elif message.type == "error":
+                    print(f"streamvlm: server: {message.message}", file=sys.stderr, flush=True)
+            sender.join(timeout=5)
+            if failure and not isinstance(failure[0], ConnectionClosed):
+                raise failure[0]
+            if stream.close_code != 1000:
+                raise UserError(f"{options.server}: the stream closed early (close code "
+                                f"{stream.close_code}{': ' + stream.close_reason if stream.close_reason else ''})")
+    except ConnectionClosed as closed:  # while asking or configuring
+        raise UserError(f"{options.server}: the connection closed ({closed})") from None
     wall = time.monotonic() - start
     print(f"{frames} frames in {wall:.1f}s ({frames / wall if wall else 0:.1f} frames/s) via {options.server}",
           flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)

@@ -71,11 +71,11 @@ def strip_png(data: bytes, *, animated: bool = False, ihdr: bytes | None = None,
     pieces: list[bytes] = []
     while pos < len(data):
         if pos + 12 > len(data):
-            raise ImageDataError(f"PNG chunk cut at byte {pos}")
+            raise ImageDataError(f"PNG chunk at byte {pos} runs past the end")
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         end = pos + 12 + length
         if length > 0x7FFFFFFF or end > len(data):
-            raise ImageDataError(f"PNG chunk {kind!r} runs past the end")
+            raise ImageDataError(f"PNG chunk {kind.decode('latin-1')} at byte {pos} runs past the end")
         if kind in kept:
             out.append(view[pos:end])
             body = view[pos + 8:end - 4]
@@ -251,7 +251,7 @@ def strip_webp(data: bytes) -> bytes:
         kind, length = struct.unpack("<4sI", data[pos:pos + 8])
         end = pos + 8 + length
         if end > riff_end:
-            raise ImageDataError(f"WebP chunk {kind!r} runs past the end")
+            raise ImageDataError(f"WebP chunk {kind.decode('latin-1')} at byte {pos} runs past the end")
         if kind in _WEBP_KEPT:
             chunk = bytearray(data[pos:end] + (b"\0" if length % 2 else b""))
             if kind == b"VP8X" and length >= 1:

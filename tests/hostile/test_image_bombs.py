@@ -389,6 +389,70 @@ def test_image_codecs_inside_containers_stay_small(tmp_path, bomb_files):
     assert report["ztxt.apng"]["result"] == {"pixels": [[0] * 3, [40] * 3, [80] * 3], "skipped": 0}
 
 
+def box(kind: bytes, payload: bytes, version: int | None = None) -> bytes:
+    """An ISO BMFF box (a full box with ``version`` and zero flags when it is given)."""
+    payload = payload if version is None else bytes((version, 0, 0, 0)) + payload
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def heif_items(data_at: int, exif: bytes) -> tuple[bytes, bytes]:
+    """(a ``meta`` box declaring an av01 image item and an Exif item describing it, the items'
+    bytes to be stored at ``data_at`` in the file)."""
+    image = bytes(64)
+    infe = [box(b"infe", struct.pack(">HH", i, 0) + kind + b"\0", 2) for i, kind in ((1, b"av01"), (2, b"Exif"))]
+    iloc = box(b"iloc", bytes((0x44, 0)) + struct.pack(">H", 2) + struct.pack(">HHHII", 1, 0, 1, data_at, len(image))
+               + struct.pack(">HHHII", 2, 0, 1, data_at + len(image), len(exif)), 0)
+    meta = box(b"meta", box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0) + box(b"pitm", struct.pack(">H", 1), 0)
+               + box(b"iinf", struct.pack(">H", 2) + b"".join(infe), 0) + iloc
+               + box(b"iref", box(b"cdsc", struct.pack(">HHH", 2, 1, 1)), 0)
+               + box(b"iprp", box(b"ipco", box(b"ispe", struct.pack(">II", 64, 64), 0))
+                     + box(b"ipma", struct.pack(">IHBB", 1, 1, 1, 1), 0)), 0)
+    return meta, image + exif
+
+
+def small_mp4() -> bytes:
+    """Two 64x64 frames of gray 60, MPEG-4 in MP4 (moov written last)."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=2)
+        stream.width = stream.height = 64
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 60, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+def mp4_with_exif_item(where: str) -> bytes:
+    """small_mp4() whose ``meta`` box (at the top level, or inside ``moov``) declares a HEIF
+    Exif item of 2700 entries sharing one 400 KB value (FFmpeg: about 1 GB at open)."""
+    video = small_mp4()
+    exif = bytes(4) + shared_value_exif(2700, 400_000)  # the Exif item: a TIFF header offset, then TIFF
+    meta, _ = heif_items(0, exif)
+    meta, items = heif_items(len(video) + len(meta) + 8, exif)
+    if where == "moov":  # the muxer writes moov last: it grows by the meta box
+        moov_at = video.rindex(b"moov") - 4
+        assert moov_at + struct.unpack(">I", video[moov_at:moov_at + 4])[0] == len(video)
+        video = video[:moov_at] + struct.pack(">I", len(video) - moov_at + len(meta)) + video[moov_at + 4:]
+    return video + meta + box(b"free", items)
+
+
+@needs_clear_refs
+def test_heif_exif_item_is_refused_before_the_file_is_opened(tmp_path):
+    (tmp_path / "top.mp4").write_bytes(mp4_with_exif_item("top"))
+    (tmp_path / "moov.mp4").write_bytes(mp4_with_exif_item("moov"))
+    (tmp_path / "plain.mp4").write_bytes(small_mp4())
+    report = run_child(_SOURCE_CHILD, tmp_path / "plain.mp4", tmp_path / "top.mp4", tmp_path / "moov.mp4")
+    assert report["plain.mp4"]["result"] == {"pixels": [[60, 60, 60]] * 2, "skipped": 0}
+    for name in ("top.mp4", "moov.mp4"):
+        assert report[name]["growth_mb"] < report["plain.mp4"]["growth_mb"] + MAX_GROWTH_MB, report[name]
+        assert report[name]["result"] == (f"{tmp_path / name}: declares a HEIF EXIF item, which FFmpeg "
+                                          "expands without a bound when opening the file; refused")
+
+
 def test_apng_header_metadata_is_not_read(tmp_path):
     from streamvlm.video.decoding import BadFrameCounter, decode_frames, open_container, video_stream
     from streamvlm.video.frames import DecodeStats

@@ -17,7 +17,8 @@ allocated, and counted as damaged.
 Metadata bombs: image codecs (png, apng, mjpeg, jpegls, webp), inside a container or as image
 files, reach FFmpeg only through :mod:`streamvlm.video.metadata`, which removes the metadata
 (text, ICC, EXIF) FFmpeg would inflate or multiply, and refuses PNG image data that inflates past
-its declared size. Such a packet counts as damaged.
+its declared size. Such a packet counts as damaged. A local file declaring a HEIF Exif item (which
+FFmpeg's MP4/MOV demuxer expands while opening it) is refused before it is opened.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from streamvlm.threads import decoder_threads
 from streamvlm.video.frames import DecodeStats
 from streamvlm.video.imagesize import image_codec, image_size
 from streamvlm.video.locate import Location
-from streamvlm.video.metadata import ImageDataError, png_header, strip_jpeg, strip_png, strip_webp
+from streamvlm.video.metadata import (
+    ImageDataError,
+    heif_exif_item,
+    png_header,
+    strip_jpeg,
+    strip_png,
+    strip_webp,
+)
 
 DECODER_OPTIONS = {"err_detect": "aggressive"}
 # Format options for every av.open: no decoder may be opened while probing the streams, and a
@@ -71,6 +79,9 @@ def open_container(location: Location, read_timeout: float) -> av.container.Inpu
     """Opens ``location`` for reading; webcams through v4l2, URLs with open/read timeouts."""
     fmt = "v4l2" if location.kind == "webcam" else None
     timeout = (read_timeout, read_timeout) if location.kind in ("url", "webcam") else None
+    if location.kind == "file" and not location.live and _declares_heif_exif(location.target):
+        raise VideoError(f"{location.name}: declares a HEIF EXIF item, which FFmpeg expands "
+                         "without a bound when opening the file; refused")
     try:
         return av.open(location.target, format=fmt, timeout=timeout, metadata_errors="ignore",
                        container_options=PROBE_OPTIONS)
@@ -78,6 +89,13 @@ def open_container(location: Location, read_timeout: float) -> av.container.Inpu
         raise VideoError(f"{location.name}: cannot open as video ({_reason(error)})") from None
     except OSError as error:
         raise VideoError(f"{location.name}: cannot open ({error.strerror or error})") from None
+
+
+def _declares_heif_exif(path: str) -> bool:
+    try:
+        return heif_exif_item(path)
+    except OSError:  # av.open reports it
+        return False
 
 
 def decoder_options(max_pixels: int) -> dict[str, str]:
@@ -248,9 +266,10 @@ def read_image(path: str, image: str, name: str, max_pixels: int
     """Decodes the image file ``path`` (``image``: its name in the folder ``name``): (frame,
     codec name), or None when the file is broken or unreadable. PNG, JPEG and WebP (recognised
     by content) are decoded with :func:`decode_still`, without their metadata; other formats
-    (BMP, or any FFmpeg recognises) are opened with PyAV, and a playlist (which would read other
-    files) counts as broken. VideoError when it exceeds ``max_pixels``: checked on the size in
-    its header before it is decoded (see ``imagesize``), and on the decoded frame."""
+    (BMP, or any FFmpeg recognises) are opened with PyAV; a playlist (which would read other
+    files) or a file declaring a HEIF Exif item counts as broken. VideoError when it exceeds
+    ``max_pixels``: checked on the size in its header before it is decoded (see ``imagesize``),
+    and on the decoded frame."""
     try:
         size = image_size(path)
         if size is not None:
@@ -269,6 +288,8 @@ def read_image(path: str, image: str, name: str, max_pixels: int
         if frame is not None:
             _check_image(name, image, frame.width, frame.height, max_pixels)
         return None if frame is None else (frame, codec)
+    if _declares_heif_exif(path):
+        return None
     try:
         with av.open(path, metadata_errors="ignore", container_options=PROBE_OPTIONS) as container:
             if container.format.name in PLAYLIST_FORMATS or not container.streams.video:

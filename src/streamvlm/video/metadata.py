@@ -17,10 +17,17 @@ point at one shared value is copied once per entry and printed as text (a 64 KB 
   animated WebP, so ANIM/ANMF go too).
 
 A structure that cannot be walked (a chunk or segment running past the end) raises
-:class:`ImageDataError`. CRCs are not checked (FFmpeg does not check them either)."""
+:class:`ImageDataError`. CRCs are not checked (FFmpeg does not check them either).
+
+One EXIF bomb is read before any decoder: FFmpeg's MP4/MOV demuxer parses the EXIF item of HEIF
+image items (an ``infe`` box of type ``Exif``, anywhere in the box tree of an MP4, MOV, HEIC or
+AVIF) while the file is opened, copying its value once per entry (a 430 KB box -> 1 GB). Files
+declaring such an item are found by :func:`heif_exif_item` and refused."""
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 import zlib
 
@@ -260,3 +267,53 @@ def strip_webp(data: bytes) -> bytes:
         pos = end + length % 2
     body = b"WEBP" + b"".join(chunks)
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+# An ``infe`` box of version 2 (16-bit item id) or 3 (32-bit) declaring an item of type Exif:
+# version, flags, item id, protection index, then the item type.
+_HEIF_EXIF_ITEM = re.compile(rb"infe(?:\x02[\s\S]{7}|\x03[\s\S]{9})Exif")
+# Box types an ISO BMFF file (MP4, MOV, HEIF) may begin with.
+_ISO_FIRST_BOXES = frozenset([b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot",
+                              b"uuid", b"meta", b"moof", b"sidx", b"junk", b"udta"])
+_SCAN_WINDOW = 16 << 20
+
+
+def heif_exif_item(path: str) -> bool:
+    """Whether the file ``path``, read as ISO BMFF, declares a HEIF Exif item (see the module
+    docstring). Every top-level box but ``mdat`` (media data, which FFmpeg does not parse) is
+    searched for the declaring box, at any depth. False for files that are not ISO BMFF.
+    OSError when the file cannot be read."""
+    with open(path, "rb") as file:
+        total = os.fstat(file.fileno()).st_size
+        pos = 0
+        while pos + 8 <= total:
+            file.seek(pos)
+            head = file.read(16)
+            size, kind = struct.unpack(">I4s", head[:8])
+            header = 8
+            if size == 1 and len(head) == 16:
+                size, header = struct.unpack(">Q", head[8:16])[0], 16
+            elif size == 0:
+                size = total - pos
+            if pos == 0 and kind not in _ISO_FIRST_BOXES:
+                return False
+            end = total if size < header else min(pos + size, total)  # a broken size: the rest
+            if kind != b"mdat" and _contains_exif_item(file, pos, end):
+                return True
+            pos = end
+    return False
+
+
+def _contains_exif_item(file, start: int, end: int) -> bool:
+    """Whether bytes [start, end) of ``file`` hold an Exif item declaration (read in windows)."""
+    overlap = 16  # longer than a match, so none is cut between two windows
+    pos = start
+    while pos < end:
+        file.seek(pos)
+        data = file.read(min(_SCAN_WINDOW, end - pos))
+        if _HEIF_EXIF_ITEM.search(data):
+            return True
+        if not data or pos + len(data) >= end:
+            return False
+        pos += len(data) - overlap
+    return False

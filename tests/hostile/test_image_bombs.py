@@ -223,6 +223,19 @@ def test_jpeg_segments_found_where_ffmpeg_finds_them():
     assert strip_jpeg(two_fields) == strip_jpeg(base) * 2
 
 
+@pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])
+def test_walking_a_hostile_image_takes_milliseconds(kind):
+    """8 MB of empty chunks or segments (one message at the server's default limit)."""
+    many = {"png": png(chunk(b"tEXt", b"") * 700_000), "jpeg": jpeg(segment(0xFE, b"") * 2_000_000),
+            "webp": webp(riff_chunk(b"XMP ", b"") * 1_000_000)}[kind]
+    start = time.monotonic()
+    with pytest.raises(ImageDataError, match="more than"):
+        {"png": strip_png, "jpeg": strip_jpeg, "webp": strip_webp}[kind](many)
+    scan = b"\xff\xd8" + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\xff\x00" * 4_000_000 + b"\xff\xd9"
+    strip_jpeg(scan)  # entropy-coded data full of stuffed bytes
+    assert time.monotonic() - start < 1.0
+
+
 def test_webp_keeps_only_the_image_chunks():
     noisy = webp(riff_chunk(b"EXIF", shared_value_exif(3, 10)), riff_chunk(b"XMP ", b"<x/>"),
                  riff_chunk(b"ICCP", bytes(101)), flags=0x2C)
@@ -472,15 +485,15 @@ def test_apng_header_metadata_is_not_read(tmp_path):
     assert len(frames) == 3 and all(not frame.metadata for frame in frames)
 
 
-def peak_growth(step, *args) -> tuple[object, float, float]:
-    """(step(*args), growth of this process's peak memory in MB, seconds)."""
+def peak_growth(step, *args, **kwargs) -> tuple[object, float, float]:
+    """(step(*args, **kwargs), growth of this process's peak memory in MB, seconds)."""
     def status(key: str) -> float:
         return [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)][0] / 1024
 
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # the peak restarts from the current RSS
     before, start = status("VmRSS:"), time.monotonic()
-    result = step(*args)
+    result = step(*args, **kwargs)
     return result, status("VmHWM:") - before, time.monotonic() - start
 
 
@@ -525,8 +538,9 @@ def test_narrate_refuses_a_folder_whose_png_data_inflates_past_its_size(tmp_path
 
 
 @needs_clear_refs
-def test_server_bomb_frames_leave_memory_and_other_sessions_alone(tiny_checkpoint, bomb_files):  # noqa: F811
+def test_server_bombs_leave_memory_and_other_sessions_alone(tiny_checkpoint, bomb_files):  # noqa: F811
     pytest.importorskip("websockets", reason="the serve extra is not installed")
+    httpx = pytest.importorskip("httpx")
     from websockets.sync.client import connect
 
     from streamvlm.loading import ModelSource, load_model
@@ -557,8 +571,13 @@ def test_server_bomb_frames_leave_memory_and_other_sessions_alone(tiny_checkpoin
                 return read_all(bomber), read_all(good)
 
         ((bomb_messages, bomb_code), (good_messages, good_code)), growth, _ = peak_growth(two_sessions)
+        upload, upload_growth, _ = peak_growth(httpx.post, server.url + "/v1/narrate",
+                                               content=mp4_with_exif_item("moov"), timeout=60)
     assert growth < MAX_GROWTH_MB, f"the server grew by {growth:.0f} MB"
     errors = [m for m in bomb_messages if m["type"] == "error"]
     assert [m["code"] for m in errors] == ["bad_frame"] and errors[0]["message"].startswith("frame at 5.000s")
     assert bomb_code == good_code == CloseCode.NORMAL
     assert any(m["type"] == "assistant" for m in good_messages)
+    assert upload_growth < MAX_GROWTH_MB, f"the server grew by {upload_growth:.0f} MB on an upload"
+    assert upload.status_code == 400 and upload.json()["code"] == "bad_video"
+    assert "declares a HEIF EXIF item" in upload.json()["message"]

@@ -26,6 +26,7 @@ declaring such an item are found by :func:`heif_exif_item` and refused."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import struct
@@ -50,6 +51,13 @@ _JPEG_APP = range(0xE0, 0xF0)
 # APPn payloads FFmpeg's mjpeg decoder reads to decode (all a few fixed fields). colr and xfrm
 # are compared little-endian there, so they appear reversed in the file.
 _JPEG_KEPT_APP = (b"JFIF", b"AVI1", b"Adob", b"LJIF", b"rloc", b"mrfx")
+# An FF that starts a marker inside entropy-coded data (the last FF of a run of fill bytes).
+_JPEG_SCAN_END = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+# Markers walked per image before giving up: a few hundred at most in real files (255 ICC
+# segments included); the cap bounds the time a hostile image full of empty segments costs.
+JPEG_MAX_MARKERS = 4096
+PNG_MAX_CHUNKS = 1 << 16  # 512 MB of image data in the 8 KB chunks libpng writes
+WEBP_MAX_CHUNKS = 256
 
 _WEBP_KEPT = frozenset([b"VP8X", b"VP8 ", b"VP8L", b"ALPH"])
 _VP8X_METADATA_FLAGS = 0x20 | 0x08 | 0x04  # ICC, EXIF, XMP
@@ -76,7 +84,11 @@ def strip_png(data: bytes, *, animated: bool = False, ihdr: bytes | None = None,
     kept = _PNG_PIXEL_CHUNKS | _APNG_CHUNKS if animated else _PNG_PIXEL_CHUNKS
     size = _png_frame_size(ihdr, max_pixels) if ihdr is not None else None
     pieces: list[bytes] = []
-    while pos < len(data):
+    for count in itertools.count():
+        if pos >= len(data):
+            break
+        if count == PNG_MAX_CHUNKS:
+            raise ImageDataError(f"PNG with more than {PNG_MAX_CHUNKS} chunks")
         if pos + 12 > len(data):
             raise ImageDataError(f"PNG chunk at byte {pos} runs past the end")
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -169,7 +181,7 @@ def strip_jpeg(data: bytes) -> bytes:
     out = []
     pos, n = 0, len(data)
     seen_eoi = False
-    while True:
+    for _ in range(JPEG_MAX_MARKERS):
         at = data.find(b"\xff", pos)
         if at < 0 or at + 1 >= n:
             break
@@ -195,6 +207,8 @@ def strip_jpeg(data: bytes) -> bytes:
             end = _jpeg_scan_end(data, pos)
             out.append(data[pos:end])
             pos = end
+    else:
+        raise ImageDataError(f"JPEG with more than {JPEG_MAX_MARKERS} markers")
     return b"".join(out)
 
 
@@ -231,17 +245,8 @@ def _jpeg_scan_end(data: bytes, pos: int) -> int:
     """Where the entropy-coded data starting at ``pos`` ends: at the first marker other than a
     restart marker (FF D0-D7); FF 00 is a stuffed byte, FF FF a fill byte. So the data kept holds
     no byte pair FFmpeg could take for a segment."""
-    while True:
-        at = data.find(b"\xff", pos)
-        if at < 0 or at + 1 >= len(data):
-            return len(data)
-        follower = data[at + 1]
-        if follower == 0x00 or 0xD0 <= follower <= 0xD7:
-            pos = at + 2
-        elif follower == 0xFF:
-            pos = at + 1
-        else:
-            return at
+    found = _JPEG_SCAN_END.search(data, pos)
+    return len(data) if found is None else found.start()
 
 
 def strip_webp(data: bytes) -> bytes:
@@ -254,7 +259,11 @@ def strip_webp(data: bytes) -> bytes:
         raise ImageDataError("WebP cut before the end its RIFF header gives")
     chunks = []
     pos = 12
-    while pos + 8 <= riff_end:
+    for count in itertools.count():
+        if pos + 8 > riff_end:
+            break
+        if count == WEBP_MAX_CHUNKS:
+            raise ImageDataError(f"WebP with more than {WEBP_MAX_CHUNKS} chunks")
         kind, length = struct.unpack("<4sI", data[pos:pos + 8])
         end = pos + 8 + length
         if end > riff_end:

@@ -1,6 +1,7 @@
 """Frame bytes from a client -> an RGB array. The format is recognised by content (JPEG, PNG,
 WebP only) and the pixel cap is checked on the size the header declares, before any decoder
-allocates the image; the decoded size is checked again."""
+allocates the image; the decoded size is checked again. Metadata (text, ICC, EXIF) is removed
+before FFmpeg sees the image (``video.metadata``), so it cannot be inflated or multiplied."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import io
 
 import numpy as np
 
-from ..video.decoding import frame_guard
-from ..video.imagesize import _jpeg_size, _webp_size
+from ..video.imagesize import _jpeg_size, _webp_size, image_codec
+from ..video.metadata import ImageDataError
 
 
 class ImageError(ValueError):
@@ -24,13 +25,14 @@ def sniff(data: bytes) -> tuple[str, tuple[int, int] | None] | None:
     """(FFmpeg decoder name, (width, height) from the header or None) of JPEG/PNG/WebP bytes; None
     for anything else."""
     head = data[:32]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+    codec = image_codec(head)
+    if codec == "png":
         if head[12:16] == b"IHDR" and len(head) >= 24:
             return "png", (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
         return "png", None
-    if head.startswith(b"\xff\xd8"):
+    if codec == "mjpeg":
         return "mjpeg", _jpeg_size(io.BytesIO(data))
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    if codec == "webp":
         return "webp", _webp_size(head) if len(head) >= 30 else None
     return None
 
@@ -40,7 +42,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.nd
     import av
     from av.video.reformatter import VideoReformatter
 
-    from ..video.decoding import to_rgb
+    from ..video.decoding import decode_still, to_rgb
 
     found = sniff(data)
     if found is None:
@@ -54,14 +56,11 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.nd
     if width * height > max_pixels:
         raise ImageError("image_too_large", f"image of {width}x{height} exceeds the limit of {max_pixels} pixels")
     try:
-        ctx = av.CodecContext.create(codec, "r")
-        ctx.options = {"max_pixels": str(frame_guard(max_pixels))}
-        frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
-    except (av.FFmpegError, ValueError) as exc:
+        frame = decode_still(data, codec, max_pixels)
+    except (av.FFmpegError, ImageDataError, ValueError) as exc:
         raise ImageError("bad_frame", f"the {codec} image cannot be decoded ({exc})") from None
-    if not frames:
+    if frame is None:
         raise ImageError("bad_frame", f"the {codec} image cannot be decoded")
-    frame = frames[0]
     if frame.width * frame.height > max_pixels:
         raise ImageError("image_too_large", f"image of {frame.width}x{frame.height} exceeds the limit")
     return to_rgb(frame, max_side, VideoReformatter())

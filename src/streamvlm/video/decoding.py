@@ -13,6 +13,12 @@ only, and :func:`check_limits` refuses it before decoding. Our own decoders get 
 ``max_pixels`` option (see :func:`frame_guard`), so a frame far over the limit (one its header
 understates, or of a stream whose header gives no size) is refused by the decoder before it is
 allocated, and counted as damaged.
+
+Metadata bombs: image codecs (png, apng, mjpeg, jpegls, webp), inside a container or as image
+files, reach FFmpeg only through :mod:`streamvlm.video.metadata`, which removes the metadata
+(text, ICC, EXIF) FFmpeg would inflate or multiply, and refuses PNG image data that inflates past
+its declared size. Such a packet counts as damaged. A local file declaring a HEIF Exif item (which
+FFmpeg's MP4/MOV demuxer expands while opening it) is refused before it is opened.
 """
 
 from __future__ import annotations
@@ -28,8 +34,16 @@ from av.video.reformatter import VideoReformatter
 from streamvlm.errors import VideoError
 from streamvlm.threads import decoder_threads
 from streamvlm.video.frames import DecodeStats
-from streamvlm.video.imagesize import image_size
+from streamvlm.video.imagesize import image_codec, image_size
 from streamvlm.video.locate import Location
+from streamvlm.video.metadata import (
+    ImageDataError,
+    heif_exif_item,
+    png_header,
+    strip_jpeg,
+    strip_png,
+    strip_webp,
+)
 
 DECODER_OPTIONS = {"err_detect": "aggressive"}
 # Format options for every av.open: no decoder may be opened while probing the streams, and a
@@ -65,6 +79,9 @@ def open_container(location: Location, read_timeout: float) -> av.container.Inpu
     """Opens ``location`` for reading; webcams through v4l2, URLs with open/read timeouts."""
     fmt = "v4l2" if location.kind == "webcam" else None
     timeout = (read_timeout, read_timeout) if location.kind in ("url", "webcam") else None
+    if location.kind == "file" and not location.live and _declares_heif_exif(location.target):
+        raise VideoError(f"{location.name}: declares a HEIF EXIF item, which FFmpeg expands "
+                         "without a bound when opening the file; refused")
     try:
         return av.open(location.target, format=fmt, timeout=timeout, metadata_errors="ignore",
                        container_options=PROBE_OPTIONS)
@@ -72,6 +89,13 @@ def open_container(location: Location, read_timeout: float) -> av.container.Inpu
         raise VideoError(f"{location.name}: cannot open as video ({_reason(error)})") from None
     except OSError as error:
         raise VideoError(f"{location.name}: cannot open ({error.strerror or error})") from None
+
+
+def _declares_heif_exif(path: str) -> bool:
+    try:
+        return heif_exif_item(path)
+    except OSError:  # av.open reports it
+        return False
 
 
 def decoder_options(max_pixels: int) -> dict[str, str]:
@@ -158,12 +182,48 @@ class BadFrameCounter:
                              f"{attempts}, above max_bad_ratio={self.max_bad_ratio:g})")
 
 
+def image_stripper(codec: str, max_pixels: int, extradata: bytes | None = None
+                   ) -> Callable[[bytes], bytes] | None:
+    """For the decoders of image codecs, bytes -> the same image without its metadata (see
+    :mod:`streamvlm.video.metadata`; ImageDataError when it cannot be walked); None for other
+    codecs. A PNG frame over ``frame_guard(max_pixels)`` is refused before its data is inflated.
+    extradata: the APNG stream header (it gives the packets' IHDR)."""
+    guard = frame_guard(max_pixels)
+    if codec == "png":
+        return lambda data: strip_png(data, max_pixels=guard)
+    if codec == "apng":
+        ihdr = png_header(extradata or b"")
+        return lambda data: strip_png(data, animated=True, ihdr=ihdr, max_pixels=guard)
+    if codec in ("mjpeg", "jpegls"):
+        return strip_jpeg
+    if codec == "webp":
+        return strip_webp
+    return None
+
+
+def _stripped(packet: av.Packet, strip: Callable[[bytes], bytes]) -> av.Packet:
+    """A packet holding ``strip(packet bytes)`` with the timing and key flag of ``packet``
+    (and none of its side data: APNG repeats its header there, metadata included)."""
+    clean = av.Packet(strip(bytes(packet)))
+    clean.pts, clean.dts, clean.duration = packet.pts, packet.dts, packet.duration
+    clean.time_base, clean.is_keyframe = packet.time_base, packet.is_keyframe
+    return clean
+
+
 def decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                  counter: BadFrameCounter, should_stop: Callable[[], bool] = lambda: False
-                  ) -> Iterator[av.VideoFrame]:
+                  counter: BadFrameCounter, max_pixels: int,
+                  should_stop: Callable[[], bool] = lambda: False) -> Iterator[av.VideoFrame]:
     """Good frames of ``stream`` in decoding order, packet by packet; a packet that fails to
-    decode or a frame flagged corrupt is counted as bad and skipped. Stops at the end of the
-    stream, after MAX_DEMUX_ERRORS_IN_ROW demuxer errors in a row, or when ``should_stop()``."""
+    decode or a frame flagged corrupt is counted as bad and skipped. Packets of image codecs lose
+    their metadata first (:func:`image_stripper`). Stops at the end of the stream, after
+    MAX_DEMUX_ERRORS_IN_ROW demuxer errors in a row, or when ``should_stop()``."""
+    ctx = stream.codec_context
+    strip = image_stripper(ctx.name, max_pixels, ctx.extradata)
+    if ctx.name == "apng" and ctx.extradata:
+        try:  # the stream header (chunks before the first frame) is read by the decoder too
+            ctx.extradata = strip_png(ctx.extradata, animated=True)
+        except ImageDataError:
+            ctx.extradata = b""  # every frame then fails, and is counted
     errors_in_row = 0
     while errors_in_row < MAX_DEMUX_ERRORS_IN_ROW:
         try:
@@ -172,8 +232,8 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
                 if should_stop():
                     return
                 try:
-                    frames = packet.decode()
-                except av.FFmpegError:
+                    frames = stream.decode(_stripped(packet, strip) if strip and packet.size else packet)
+                except (av.FFmpegError, ImageDataError):
                     counter.bad()
                     continue
                 for frame in frames:
@@ -188,19 +248,48 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
             counter.bad()
 
 
+def decode_still(data: bytes, codec: str, max_pixels: int) -> av.VideoFrame | None:
+    """The first frame of the image ``data`` (``codec``: png, mjpeg or webp, see
+    ``imagesize.image_codec``), its metadata removed first (:func:`image_stripper`); None when
+    it decodes to no frame. ImageDataError or av.FFmpegError when it is broken; frames larger
+    than ``frame_guard(max_pixels)`` are refused before they are allocated."""
+    strip = image_stripper(codec, max_pixels)
+    clean = strip(data) if strip else data
+    ctx = av.CodecContext.create(codec, "r")
+    ctx.options = {"max_pixels": str(frame_guard(max_pixels))}
+    frames = ctx.decode(av.Packet(clean)) + ctx.decode(None)
+    return frames[0] if frames else None
+
+
 def read_image(path: str, image: str, name: str, max_pixels: int
                ) -> tuple[av.VideoFrame, str] | None:
-    """Decodes the image file ``path`` (png/jpg/bmp/webp; ``image``: its name in the folder
-    ``name``) with PyAV: (frame, codec name), or None when the file is broken or unreadable.
-    VideoError when it exceeds ``max_pixels``: checked on the size in its header before it is
-    opened (see ``imagesize``), and on the decoded frame for formats that check does not know.
-    A playlist (which would read other files) counts as broken."""
+    """Decodes the image file ``path`` (``image``: its name in the folder ``name``): (frame,
+    codec name), or None when the file is broken or unreadable. PNG, JPEG and WebP (recognised
+    by content) are decoded with :func:`decode_still`, without their metadata; other formats
+    (BMP, or any FFmpeg recognises) are opened with PyAV; a playlist (which would read other
+    files) or a file declaring a HEIF Exif item counts as broken. VideoError when it exceeds
+    ``max_pixels``: checked on the size in its header before it is decoded (see ``imagesize``),
+    and on the decoded frame."""
     try:
         size = image_size(path)
+        if size is not None:
+            _check_image(name, image, *size, max_pixels)
+        with open(path, "rb") as file:
+            head = file.read(16)
+            codec = image_codec(head)
+            data = head + file.read() if codec else b""
     except OSError:
         return None
-    if size is not None:
-        _check_image(name, image, *size, max_pixels)
+    if codec:
+        try:
+            frame = decode_still(data, codec, max_pixels)
+        except (av.FFmpegError, ImageDataError):
+            return None
+        if frame is not None:
+            _check_image(name, image, frame.width, frame.height, max_pixels)
+        return None if frame is None else (frame, codec)
+    if _declares_heif_exif(path):
+        return None
     try:
         with av.open(path, metadata_errors="ignore", container_options=PROBE_OPTIONS) as container:
             if container.format.name in PLAYLIST_FORMATS or not container.streams.video:

@@ -15,6 +15,18 @@ _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD9)])
 _JPEG_MAX_SEGMENTS = 1024
 
 
+def image_codec(head: bytes) -> str | None:
+    """FFmpeg's decoder for PNG, JPEG or WebP bytes, from their first 12 bytes: "png",
+    "mjpeg" or "webp"; None for anything else."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8"):
+        return "mjpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
 def image_size(path: str) -> tuple[int, int] | None:
     """(width, height) declared by the header of a PNG, JPEG, WebP or BMP file; None when the
     format is not one of these or the header is cut or malformed. OSError when unreadable."""

@@ -183,7 +183,7 @@ def _open_stream(location: Location, opts: _Options, stats: DecodeStats,
         stream, info = video_stream(container, location, opts.max_pixels)
         check_limits(location.name, info, opts.max_pixels, opts.max_duration)
         counter = BadFrameCounter(location.name, stats, opts.max_bad_ratio)
-        frames = decode_frames(container, stream, counter, should_stop)
+        frames = decode_frames(container, stream, counter, opts.max_pixels, should_stop)
         if not (info.width and info.height):
             first = next(frames, None)
             if first is not None:

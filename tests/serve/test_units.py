@@ -111,3 +111,19 @@ def test_serve_command_prints_its_url_and_stops_on_sigint(tiny_checkpoint):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_docs_limits_table_is_the_codes():
+    """docs/serve.md's Limits table is the code's: every ServeLimits field (a flag of serve) and
+    every constant limit, with its default and what a client sees (limits_table())."""
+    import dataclasses
+    from pathlib import Path
+
+    from streamvlm.serve import limits
+
+    table = limits.limits_table()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "serve.md").read_text()
+    assert table in docs, "docs/serve.md: the Limits table differs from limits_table(); it should read:\n" + table
+    names = {f.name for f in dataclasses.fields(limits.ServeLimits)}
+    assert set(limits.SEEN_WHEN_HIT) == names | set(limits.CONSTANT_LIMITS)
+    assert all(f"`--{name.replace('_', '-')}`" in table for name in names)

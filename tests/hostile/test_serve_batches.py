@@ -136,7 +136,7 @@ def test_each_failure_ends_only_its_session(nan_refusing_encoder):
     run_batch(nan_refusing_encoder, clients)
 
 
-@settings(max_examples=5, deadline=None, derandomize=True, database=None,
+@settings(max_examples=4, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(SIZES), st.sampled_from(sorted(["png", "jpeg", "webp"])),
                           st.sampled_from(FAULTS), st.booleans()), min_size=2, max_size=4))

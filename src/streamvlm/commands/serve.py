@@ -29,12 +29,13 @@ class Options:
     limits: ServeLimits = field(default_factory=ServeLimits)
     """Caps and timeouts."""
     host: str = "127.0.0.1"
-    """Address to listen on; anything but a loopback address needs --api-key-env (docs/serve.md, Limits)."""
+    """Address to listen on; anything but a loopback address needs --api-key-env."""
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     """Port to listen on (0: any free one; the URL printed names it)."""
     api_key_env: str | None = None
     """Name of the environment variable holding the API key clients must send (header
-    'Authorization: Bearer KEY' or 'X-API-Key', or ?key= on the WebSocket URL)."""
+    'Authorization: Bearer KEY' or 'X-API-Key', or ?key= on the WebSocket URL); a blank, short or
+    spaced key is refused (docs/serve.md, Limits)."""
 
     def __post_init__(self) -> None:
         if self.stream.realtime:

@@ -14,7 +14,6 @@ import pytest
 
 from tests.commands.conftest import cli, short_clip, tiny_checkpoint  # noqa: F401 (fixtures)
 from tests.serve.conftest import _server, keyed_server, tiny_model  # noqa: F401 (fixtures)
-from tests.serve.test_serve import read_all
 
 # FFmpeg encoder and pixel format of each frame format a client may send
 FORMATS = {"png": ("png", "rgb24"), "jpeg": ("mjpeg", "yuvj420p"), "webp": ("libwebp", "yuv420p")}
@@ -65,6 +64,7 @@ REPLY_TOKENS = 4
 
 def hostile(model, **limits):
     """A server (not started) of the serve tests' limits, replies of REPLY_TOKENS tokens."""
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
     from streamvlm.inference import GenerationConfig
 
     return _server(model, generation=GenerationConfig(max_new_tokens=REPLY_TOKENS), **limits)
@@ -109,6 +109,7 @@ class GoodClient:
         from websockets.sync.client import connect
 
         from streamvlm.serve.protocol import frame_message
+        from tests.serve.test_serve import read_all
 
         with connect(self.server.ws_url + "/v1/stream") as ws:
             ws.recv(timeout=10)

@@ -181,7 +181,7 @@ def test_mixed_sizes_and_an_upload_on_one_server(hostile_server, tiny_model, tin
     import threading
     import time
 
-    import httpx
+    httpx = pytest.importorskip("httpx")
     from websockets.sync.client import connect
 
     from streamvlm.serve.protocol import frame_message

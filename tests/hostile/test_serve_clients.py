@@ -11,12 +11,15 @@ import resource
 import socket
 import time
 
-import httpx
 import pytest
 
-from streamvlm.serve.limits import MAX_PENDING_QUERIES
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+pytest.importorskip("websockets", reason="the serve extra is not installed")
+httpx = pytest.importorskip("httpx")
 
-from .conftest import GoodClient, hostile
+from streamvlm.serve.limits import MAX_PENDING_QUERIES  # noqa: E402
+
+from .conftest import GoodClient, hostile  # noqa: E402
 
 CAP = 50
 GUARDED = dict(max_connections=CAP, header_timeout=0.5, body_timeout=0.5, max_sessions=3, idle_timeout=5.0)

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from websockets.sync.client import connect
 
-from streamvlm.errors import UserError
-from streamvlm.serve.limits import MIN_KEY_CHARS, check_access
-from streamvlm.serve.protocol import SERVER_MESSAGE, CloseCode, frame_message
-from tests.serve.test_serve import read_all
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+pytest.importorskip("websockets", reason="the serve extra is not installed")
 
-from .conftest import GoodClient, encode_image, noise
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+from streamvlm.errors import UserError  # noqa: E402
+from streamvlm.serve.limits import MIN_KEY_CHARS, check_access  # noqa: E402
+from streamvlm.serve.protocol import SERVER_MESSAGE, CloseCode, frame_message  # noqa: E402
+from tests.serve.test_serve import read_all  # noqa: E402
+
+from .conftest import GoodClient, encode_image, noise  # noqa: E402
 
 
 def send_and_read(server, *messages) -> tuple[list[dict], int | None]:

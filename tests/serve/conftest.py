@@ -9,7 +9,7 @@ from tests.commands.conftest import cli, short_clip, tiny_checkpoint  # noqa: F4
 LIMITS = dict(max_sessions=4, queue_frames=4, max_message_bytes=256 * 1024, max_image_pixels=1_000_000,
               max_query_chars=200, max_upload_bytes=2 * 2**20, idle_timeout=2.0, write_timeout=5.0,
               stats_interval=0.5)
-KEY = "test-key-123"
+KEY = "test-key-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -19,13 +19,13 @@ def tiny_model(tiny_checkpoint):  # noqa: F811
     return load_model(ModelSource(model=str(tiny_checkpoint), device="cpu"))
 
 
-def _server(model, api_key=None, send_buffer=None, **limits):
+def _server(model, api_key=None, send_buffer=None, generation=None, **limits):
     from streamvlm.serve.app import create_app
     from streamvlm.serve.limits import ServeLimits
     from streamvlm.serve.runner import BackgroundServer
 
     lim = ServeLimits(**{**LIMITS, **limits})
-    return BackgroundServer(create_app(model, limits=lim, api_key=api_key), max_message_bytes=lim.max_message_bytes,
+    return BackgroundServer(create_app(model, generation=generation, limits=lim, api_key=api_key),
                             send_buffer=send_buffer)
 
 

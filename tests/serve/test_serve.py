@@ -298,7 +298,7 @@ def test_non_loopback_without_key_refused(cli, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     assert cli("serve", "--api-key-env", "NO_SUCH_KEY_VAR").code == 2
     assert cli("serve", "--realtime").code == 2
-    monkeypatch.setenv("SERVE_TEST_KEY", "k")
+    monkeypatch.setenv("SERVE_TEST_KEY", "k" * 16)
     assert cli("serve", "--host", "0.0.0.0", "--api-key-env", "SERVE_TEST_KEY", "--print-config").code == 0
 
 

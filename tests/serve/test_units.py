@@ -111,3 +111,37 @@ def test_serve_command_prints_its_url_and_stops_on_sigint(tiny_checkpoint):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_docs_limits_table_is_the_codes():
+    """docs/serve.md's Limits table is the code's: every ServeLimits field (a flag of serve) and
+    every constant limit, with its default and what a client sees (limits_table())."""
+    import dataclasses
+    from pathlib import Path
+
+    from streamvlm.serve import limits
+
+    table = limits.limits_table()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "serve.md").read_text()
+    assert table in docs, "docs/serve.md: the Limits table differs from limits_table(); it should read:\n" + table
+    names = {f.name for f in dataclasses.fields(limits.ServeLimits)}
+    assert set(limits.SEEN_WHEN_HIT) == names | set(limits.CONSTANT_LIMITS)
+    assert all(f"`--{name.replace('_', '-')}`" in table for name in names)
+
+
+def test_serve_raises_its_open_file_limit():
+    """A server needs a descriptor per connection: the soft limit goes up to the hard one, with a
+    warning when even that is below what --max-connections needs."""
+    import subprocess
+    import sys
+
+    code = ("import resource\nfrom streamvlm.serve.runner import raise_open_files\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))\n"
+            "print(raise_open_files(100), resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 256))\n"
+            "print(raise_open_files(1000))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    first, second = out.splitlines()
+    assert first == "None True"
+    assert second.startswith("only 256 files may be open") and "--max-connections 1000" in second

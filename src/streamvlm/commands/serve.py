@@ -12,7 +12,7 @@ from pydantic import Field
 from ..errors import UserError
 from ..inference.config import GenerationConfig, StreamOptions
 from ..loading import ModelSource
-from ..serve.limits import ServeLimits
+from ..serve.limits import ServeLimits, check_access
 from ..settings import settings
 
 
@@ -34,30 +34,33 @@ class Options:
     """Port to listen on (0: any free one; the URL printed names it)."""
     api_key_env: str | None = None
     """Name of the environment variable holding the API key clients must send (header
-    'Authorization: Bearer KEY' or 'X-API-Key', or ?key= on the WebSocket URL)."""
+    'Authorization: Bearer KEY' or 'X-API-Key', or ?key= on the WebSocket URL); a blank, short or
+    spaced key is refused (docs/serve.md, Limits)."""
 
     def __post_init__(self) -> None:
-        from ..serve.runner import is_loopback
-
         if self.stream.realtime:
             raise UserError("--realtime: every stream is live already; not an option of serve")
-        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
-            raise UserError(f"--api-key-env {self.api_key_env}: that environment variable is not set or empty")
-        if self.api_key_env is None and not is_loopback(self.host):
-            raise UserError(f"--host {self.host}: listening beyond this machine needs an API key "
-                            f"(--api-key-env NAME)")
+        key = None
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env)
+            if key is None:
+                raise UserError(f"--api-key-env {self.api_key_env}: that environment variable is not set")
+        check_access(self.host, key, where=f"--api-key-env {self.api_key_env}")
 
 
 def run(options: Options) -> int:
     try:
         from ..serve.app import create_app
-        from ..serve.runner import bind, serve_forever, url_of
+        from ..serve.runner import bind, raise_open_files, serve_forever, url_of
     except ImportError as exc:
         raise UserError(f"streamvlm serve needs the serve extra ({exc.name} is missing): "
                         f"pip install 'streamvlm[serve]'") from None
     from ..loading import load_model
 
     sock = bind(options.host, options.port)  # a taken port fails before the model loads
+    short = raise_open_files(options.limits.max_connections)
+    if short:
+        print(f"streamvlm serve: {short}", file=sys.stderr, flush=True)
     model = load_model(options.model)
     key = os.environ[options.api_key_env] if options.api_key_env else None
     app = create_app(model, generation=options.generation, stream=options.stream, limits=options.limits,
@@ -65,7 +68,7 @@ def run(options: Options) -> int:
     print(f"streamvlm serve: open {url_of(sock)}/ (WebSocket {url_of(sock).replace('http', 'ws', 1)}/v1/stream)"
           f"{'; clients must send the API key' if key else ''}", flush=True)
     try:
-        serve_forever(app, sock, options.limits.max_message_bytes)
+        serve_forever(app, sock)
     finally:
         sock.close()
     print("streamvlm serve: stopped", file=sys.stderr, flush=True)

@@ -23,7 +23,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..inference.config import GenerationConfig, StreamOptions, TimedQuery, parse_query
 from ..inference.narration import NARRATE_INSTRUCTION, event_record, frame_side
-from .limits import ServeLimits
+from .limits import MAX_BACKLOG, MAX_ERRORS, MAX_PENDING_QUERIES, ServeLimits, check_access
+from .logs import Throttled, log
 from .metrics import ServeMetrics
 from .protocol import (
     CLIENT_MESSAGE,
@@ -46,12 +47,7 @@ from .scheduler import Close, Scheduler, Session
 STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/", "/healthz", "/readyz", "/static/", "/favicon.ico")
 """Paths answered without the API key (the app page, health checks for load balancers)."""
-MAX_BACKLOG = 1024
-"""Messages waiting for a client; more means it does not read: dropped as a slow reader."""
-MAX_ERRORS = 64
-"""Errors a stream may cause before it is closed with 1008."""
-MAX_PENDING_QUERIES = 64
-"""Questions waiting for a frame at or after their time, per stream."""
+_uploads_lost = Throttled()
 
 
 @dataclass
@@ -80,7 +76,10 @@ def _authorized(state: ServeState, headers: Any, params: Any) -> bool:
 
 def create_app(model: Any, *, generation: GenerationConfig | None = None, stream: StreamOptions | None = None,
                limits: ServeLimits | None = None, api_key: str | None = None) -> FastAPI:
-    """The app serving ``model`` (already loaded); its worker thread runs while the app runs."""
+    """The app serving ``model`` (already loaded); its worker thread runs while the app runs.
+    ``api_key`` follows the rule of :func:`~.limits.check_access` (UserError otherwise)."""
+    if api_key is not None:
+        check_access("127.0.0.1", api_key, where="api_key")
     generation = generation or GenerationConfig()
     stream = stream or StreamOptions()
     limits = limits or ServeLimits()
@@ -176,7 +175,11 @@ async def _stream(ws: WebSocket, state: ServeState) -> None:
         tasks = [asyncio.create_task(_reader(ws, state, session, outbox)),
                  asyncio.create_task(_writer(ws, state, outbox)),
                  asyncio.create_task(_stats(state, session, outbox))]
-        await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+        reader, writer = tasks[:2]
+        await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and not reader.cancelled() and reader.result():
+            # the reader queued a close (after its error event): let the writer send both
+            await asyncio.wait([writer], timeout=limits.write_timeout)
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     finally:
@@ -197,7 +200,20 @@ async def _refuse(ws: WebSocket, code: str, message: str, close: int) -> None:
         await ws.close(close, message[:100])
 
 
-async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: asyncio.Queue) -> None:
+async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: asyncio.Queue) -> bool:
+    """Read the client's messages until it leaves (False) or a close is queued (True)."""
+    try:
+        return await _read(ws, state, session, outbox)
+    except (WebSocketDisconnect, OSError):
+        return False
+    except Exception:  # noqa: BLE001 - a bug here ends this stream, visibly, and no other
+        log.exception("session %s: reading its messages failed", session.id[:6])
+        outbox.put_nowait(ErrorMessage(code=ErrorCode.INTERNAL, message="the server failed reading a message"))
+        outbox.put_nowait(Close(CloseCode.INTERNAL, "internal error"))
+        return True
+
+
+async def _read(ws: WebSocket, state: ServeState, session: Session, outbox: asyncio.Queue) -> bool:
     limits = state.limits
     scheduler = state.scheduler
     errors = 0
@@ -217,16 +233,16 @@ async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: as
             outbox.put_nowait(ErrorMessage(code=ErrorCode.IDLE_TIMEOUT,
                                            message=f"nothing received for {limits.idle_timeout:g} s"))
             outbox.put_nowait(Close(CloseCode.IDLE_TIMEOUT, "idle"))
-            return
+            return True
         if message["type"] == "websocket.disconnect":
-            return
+            return False
         data, text = message.get("bytes"), message.get("text")
         size = len(data) if data is not None else len(text.encode()) if text is not None else 0
         if size > limits.max_message_bytes:
             outbox.put_nowait(ErrorMessage(code=ErrorCode.MESSAGE_TOO_LARGE,
                                            message=f"message of {size} bytes > {limits.max_message_bytes}"))
             outbox.put_nowait(Close(CloseCode.TOO_BIG, "message too large"))
-            return
+            return True
         if data is not None:
             try:
                 time_, image = split_frame(data)
@@ -245,6 +261,10 @@ async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: as
             continue
         try:
             raw = json.loads(text)
+        except RecursionError:  # not a ValueError: nested past the parser's depth, never a message
+            outbox.put_nowait(ErrorMessage(code=ErrorCode.BAD_JSON, message="a text message nested too deeply"))
+            outbox.put_nowait(Close(CloseCode.POLICY, "JSON nested too deeply"))
+            return True
         except ValueError:
             error(ErrorCode.BAD_JSON, "a text message must be one JSON object")
             continue
@@ -324,54 +344,110 @@ def _bad(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status)
 
 
+def _refuse_upload(status: int, code: str, message: str) -> JSONResponse:
+    """An error answered before the body was read in full: the connection closes after it (an
+    unread body is never waited for)."""
+    response = _bad(status, code, message)
+    response.headers["connection"] = "close"
+    return response
+
+
 async def _narrate(request: Request, state: ServeState) -> Response:
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     limits = state.limits
+    too_large = f"uploads are limited to {limits.max_upload_bytes} bytes"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_upload_bytes:
-        return _bad(413, "upload_too_large", f"uploads are limited to {limits.max_upload_bytes} bytes")
+        return _refuse_upload(413, ErrorCode.UPLOAD_TOO_LARGE, too_large)
     try:
         asked = [parse_query(q) for q in request.query_params.getlist("query")]
     except ValueError as exc:
-        return _bad(422, ErrorCode.BAD_MESSAGE, str(exc))
+        return _refuse_upload(422, ErrorCode.BAD_MESSAGE, str(exc))
     instruction = request.query_params.get("instruction", NARRATE_INSTRUCTION).strip()
     if any(len(q.text) > limits.max_query_chars for q in asked) or len(instruction) > limits.max_query_chars:
-        return _bad(422, ErrorCode.QUERY_TOO_LONG, f"a question has at most {limits.max_query_chars} characters")
+        return _refuse_upload(422, ErrorCode.QUERY_TOO_LONG,
+                              f"a question has at most {limits.max_query_chars} characters")
     if instruction:
         asked.insert(0, TimedQuery(0.0, instruction))
-    handle = tempfile.NamedTemporaryFile(dir=state.uploads, suffix=".upload", delete=False)  # noqa: SIM115
-    path = Path(handle.name)
-    keep_file = False
+    if len(asked) > MAX_PENDING_QUERIES:
+        return _refuse_upload(422, ErrorCode.BAD_MESSAGE, f"{len(asked)} questions (the instruction included); "
+                                                          f"an upload has at most {MAX_PENDING_QUERIES}")
+    loop = asyncio.get_running_loop()
+    outbox: asyncio.Queue = asyncio.Queue()
+    # the upload's place is taken before a byte of its body is read: a full server writes no file
+    session = state.scheduler.open(lambda m: loop.call_soon_threadsafe(outbox.put_nowait, m),
+                                   live=False, deltas=False)
+    if session is None:
+        return _refuse_upload(503, ErrorCode.SERVER_FULL,
+                              f"{limits.max_sessions} streams are running; try again later")
+    path: Path | None = None
+    size = 0
+    handed_over = False
     try:
-        size = 0
-        with handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.max_upload_bytes:
-                    return _bad(413, "upload_too_large", f"uploads are limited to {limits.max_upload_bytes} bytes")
-                handle.write(chunk)
+        with tempfile.NamedTemporaryFile(dir=state.uploads, suffix=".upload", delete=False) as handle:
+            path = Path(handle.name)
+            try:
+                async with asyncio.timeout(limits.body_timeout):
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > limits.max_upload_bytes:
+                            return _refuse_upload(413, ErrorCode.UPLOAD_TOO_LARGE, too_large)
+                        handle.write(chunk)
+            except TimeoutError:
+                return _refuse_upload(408, ErrorCode.UPLOAD_TIMEOUT, f"the body did not arrive in full within "
+                                                                     f"{limits.body_timeout:g} s ({size} bytes came)")
         if size == 0:
-            return _bad(400, "bad_video", "send the video file as the request body")
-        loop = asyncio.get_running_loop()
-        outbox: asyncio.Queue = asyncio.Queue()
-        session = state.scheduler.open(lambda m: loop.call_soon_threadsafe(outbox.put_nowait, m),
-                                       live=False, deltas=False)
-        if session is None:
-            return _bad(503, ErrorCode.SERVER_FULL, f"{limits.max_sessions} streams are running; try again later")
+            return _bad(400, ErrorCode.BAD_VIDEO, "the request body is empty: send the video file's bytes as the "
+                                                  "body (curl --data-binary @video.mp4 URL)")
         try:
             source = await run_in_threadpool(_open_upload, state, path)
-        except Exception as exc:
-            state.scheduler.close(session)
-            return _bad(400, "bad_video", str(exc).replace(str(path), "the upload"))
+        except Exception as exc:  # noqa: BLE001 - any file the decoder refuses is the client's
+            return _bad(400, ErrorCode.BAD_VIDEO, _not_a_video(path, size, exc))
         for q in asked:
             state.scheduler.submit_query(session, q)
         threading.Thread(target=_feed, args=(state, session, source, path), daemon=True).start()
-        keep_file = True  # the feeder deletes it
+        handed_over = True  # the feeder deletes the file, _lines closes the session
         return StreamingResponse(_lines(state, session, outbox), media_type="application/x-ndjson")
+    except ClientDisconnect:
+        _uploads_lost.warning(f"an upload's client left before its body was in ({size} bytes came)")
+        return Response(status_code=400)  # nobody reads it
     finally:
-        if not keep_file:
-            path.unlink(missing_ok=True)
+        if not handed_over:
+            state.scheduler.close(session)
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+_NOT_VIDEO = {b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "gzip data",
+              b"GIF8": "a GIF image", b"BM": "a BMP image", b"ID3": "MP3 audio", b"fLaC": "FLAC audio",
+              b"\x7fELF": "a program (ELF)", b"SQLite format 3": "an SQLite database"}
+"""Leading bytes of files that are plainly not videos (named in the answer to such an upload)."""
+
+
+def _not_a_video(path: Path, size: int, exc: Exception) -> str:
+    """Why an upload cannot be narrated: what its bytes look like when they are plainly not a
+    video (text, an image, a document), else the decoder's own words."""
+    from .images import sniff
+
+    with open(path, "rb") as f:
+        head = f.read(256)
+    found = sniff(head)
+    if found is not None:
+        what = f"a {'JPEG' if found[0] == 'mjpeg' else found[0].upper()} image (send images as WebSocket frames)"
+    elif head[8:12] == b"WAVE":
+        what = "WAV audio"
+    else:
+        what = next((name for magic, name in _NOT_VIDEO.items() if head.startswith(magic)), None)
+    if what is None:
+        text = head.decode("utf-8", errors="replace").rstrip("\ufffd")  # a character cut at byte 256
+        if text.strip() and all(c.isprintable() or c in "\t\r\n" for c in text):
+            first = text.strip().splitlines()[0]
+            what = f"text ({first[:40]!r}{'...' if len(first) > 40 else ''})"
+    if what is None:
+        return str(exc).replace(str(path), "the upload")
+    return f"the request body ({size} bytes) is not a video: it looks like {what}"
 
 
 def _open_upload(state: ServeState, path: Path) -> Any:
@@ -382,16 +458,22 @@ def _open_upload(state: ServeState, path: Path) -> Any:
 
 
 def _feed(state: ServeState, session: Session, source: Any, path: Path) -> None:
+    """Hand the upload's frames over (waiting for room), the last one marked as last."""
+    scheduler = state.scheduler
     try:
         with source:
+            previous = None
             for frame in source:
-                if state.scheduler.submit_frame(session, frame.time, frame.image) is not None:
+                if previous is not None and scheduler.submit_frame(session, previous.time, previous.image) is not None:
                     return
-    except Exception as exc:
-        session.emit(ErrorMessage(code="bad_video", message=str(exc).replace(str(path), "the upload")))
+                previous = frame
+            if previous is not None:
+                scheduler.submit_frame(session, previous.time, previous.image, last=True)
+    except Exception as exc:  # noqa: BLE001 - a file that breaks mid-way: a last error line
+        session.emit(ErrorMessage(code=ErrorCode.BAD_VIDEO, message=str(exc).replace(str(path), "the upload")))
     finally:
         path.unlink(missing_ok=True)
-        state.scheduler.end(session)
+        scheduler.end(session)
 
 
 async def _lines(state: ServeState, session: Session, outbox: asyncio.Queue) -> AsyncIterator[str]:

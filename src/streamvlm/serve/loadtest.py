@@ -76,7 +76,7 @@ def load_run(model: Any, *, sessions: int, seconds: float, generation: Any = Non
     async def run_clients(url: str) -> list[tuple[bool, int]]:
         return await asyncio.wait_for(asyncio.gather(*(client(url) for _ in range(sessions))), seconds * 4 + 120)
 
-    with BackgroundServer(app, max_message_bytes=limits.max_message_bytes) as server:
+    with BackgroundServer(app) as server:
         baseline = _rss_mib()
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

@@ -36,7 +36,8 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     """The client sent ``end`` (after its last events) or the server shut down."""
     POLICY = 1008
-    """A message the protocol does not allow at all (e.g. a text frame that is not JSON, after 8 errors)."""
+    """The client broke the protocol beyond repair: too many errors, or a JSON message nested deeper than
+    the parser allows."""
     TOO_BIG = 1009
     """A message larger than ``max_message_bytes``."""
     INTERNAL = 1011
@@ -68,14 +69,27 @@ class ErrorCode:
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
     ENDED = "ended"
+    # HTTP answers ({"code", "message"})
+    BAD_VIDEO = "bad_video"
+    UPLOAD_TOO_LARGE = "upload_too_large"
+    UPLOAD_TIMEOUT = "upload_timeout"
+    HEADER_TIMEOUT = "header_timeout"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class _ClientMessage(_Message):
+    """Strict types, as the configuration's: ``"time": "5"`` or ``"drop_frames": "no"`` is refused
+    (a number field takes an integer too: ``"time": 5``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
 # ------------------------------------------------------------------ client -> server
-class QueryMessage(_Message):
+class QueryMessage(_ClientMessage):
     """Ask ``text`` at video time ``time`` (answered at the first frame at or after it)."""
 
     type: Literal["query"]
@@ -90,7 +104,7 @@ class QueryMessage(_Message):
         return value
 
 
-class ConfigMessage(_Message):
+class ConfigMessage(_ClientMessage):
     """Change the session's decision threshold (theta) from the next frame on, and/or make it
     lossless (``drop_frames: false``: a full queue makes the server stop reading instead of
     dropping the oldest frame; for files, where every frame counts)."""
@@ -100,7 +114,7 @@ class ConfigMessage(_Message):
     drop_frames: bool | None = None
 
 
-class EndMessage(_Message):
+class EndMessage(_ClientMessage):
     """No more frames: the server processes what is queued, sends its events and closes (1000)."""
 
     type: Literal["end"]

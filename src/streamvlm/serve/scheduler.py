@@ -4,9 +4,15 @@ Each :class:`Session` has a bounded queue of frames: a live stream's frame arriv
 queue drops the oldest waiting one (counted); an upload (``POST /v1/narrate``) waits instead, so
 nothing of a file is lost. The worker takes one frame from each session that has work, in
 round-robin order (:meth:`Scheduler._next_batch`), and runs that batch (:meth:`Scheduler._step`):
-the images are encoded in one batch and the sessions advanced by one batched step
-(:func:`~streamvlm.inference.batch.step_frames`: one forward for all their frames, then one per
-reply token for those answering or speaking), each session's result the same as alone.
+each frame is decoded and brought to the model's input geometry on its own (so frames of any size
+batch together), the frames are encoded in one batch, and the sessions advanced by one batched
+step (:func:`~streamvlm.inference.batch.step_frames`: one forward for all their frames, then one
+per reply token for those answering or speaking), each session's result the same as alone.
+
+Whatever fails for one session's frame (its decoding, its preprocessing, its encoding, its step)
+ends that session alone: a batch whose encoding fails is encoded again frame by frame. A session
+gets at most :data:`~.limits.QUESTIONS_PER_FRAME` questions answered at one frame, so one client's
+questions never hold the worker (and everyone's frames) for long.
 
 Nothing here runs on the event loop: the app hands frames and questions over with the
 ``submit_*`` methods (which never block a live stream) and receives messages through each
@@ -15,7 +21,6 @@ session's ``emit`` callback, called from the worker thread.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 import time
@@ -25,18 +30,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from ..inference.assistant import encode_images
 from ..inference.batch import step_frames
 from ..inference.config import GenerationConfig, TimedQuery
 from ..inference.kv_policy import stream_policy
 from ..inference.layout import LayoutIds
 from .images import ImageError, decode_image
-from .limits import ServeLimits
+from .limits import QUESTIONS_PER_FRAME, ServeLimits
+from .logs import log
 from .metrics import ServeMetrics
 from .protocol import AssistantDeltaMessage, AssistantMessage, CloseCode, ErrorMessage, UserMessage
-
-log = logging.getLogger("streamvlm.serve")
 
 
 @dataclass(frozen=True)
@@ -155,9 +160,12 @@ class Scheduler:
             self.metrics.sessions.set(len(self._sessions))
             self._cond.notify_all()
 
-    def submit_frame(self, session: Session, time_: float, payload: bytes | np.ndarray) -> str | None:
+    def submit_frame(self, session: Session, time_: float, payload: bytes | np.ndarray, *,
+                     last: bool = False) -> str | None:
         """Queue a frame. A live session drops its oldest waiting frame when full; an upload waits
-        (call it from a thread). Returns an error message when the time goes backwards."""
+        (call it from a thread). ``last``: no frame follows (as :meth:`end`, at once: the questions
+        still due are all answered at this frame). Returns an error message when the time goes
+        backwards."""
         with self._cond:
             if session.closed or session.ending:
                 return "the stream has ended"
@@ -176,6 +184,7 @@ class Scheduler:
                     if session.closed:
                         return "the stream has ended"
             session.frames.append(_Frame(time_, payload))
+            session.ending = session.ending or last
             self._cond.notify_all()
         return None
 
@@ -228,30 +237,25 @@ class Scheduler:
         """Run one frame of each session of ``batch``: their images encoded in one batch, their
         frames (and queries, and replies) advanced by one batched step (``step_frames``). One
         session's failure never touches another."""
-        ready: list[tuple[Session, _Frame, Any]] = []
+        ready: list[tuple[Session, _Frame, Tensor]] = []
         for session, frame in batch:
             if session.closed:
                 continue
             if frame is None:
                 self._guard(session, self._finish, session)
                 continue
-            image = self._guard(session, self._prepare, session, frame)
-            if image is not None:
-                ready.append((session, frame, image))
+            pixels = self._guard(session, self._prepare, session, frame)
+            if pixels is not None:
+                ready.append((session, frame, pixels))
+        ready = self._encode(ready)
         if not ready:
-            return
-        try:
-            embeds = encode_images(self.model, [image for _, _, image in ready])
-        except Exception as exc:  # noqa: BLE001 - a batch that cannot be encoded fails its sessions, not the worker
-            log.exception("frame encoding failed")
-            for session, _, _ in ready:
-                self._fail(session, exc)
             return
         assistants = [session.assistant for session, _, _ in ready]
         for (session, frame, _), assistant in zip(ready, assistants):
             assistant.session.on_token = self._streamer(session, frame)
         try:
-            results = step_frames([a.session for a in assistants], list(embeds), [f.time for _, f, _ in ready])
+            results = step_frames([a.session for a in assistants], [e for _, _, e in ready],
+                                  [f.time for _, f, _ in ready])
         except Exception as exc:  # noqa: BLE001 - the step itself failed (e.g. out of memory): its sessions end
             log.exception("batched step failed")
             for session, _, _ in ready:
@@ -268,6 +272,29 @@ class Scheduler:
                 self._fail(session, result.error)
                 continue
             self._guard(session, self._deliver, session, frame, result.events)
+
+    @torch.inference_mode()
+    def _encode(self, ready: list[tuple[Session, _Frame, Tensor]]) -> list[tuple[Session, _Frame, Tensor]]:
+        """The frames' pixels ``[3, S, S]`` -> their embeddings ``[T, D]``, in one batch; when the
+        batch fails, frame by frame, so that only the frame that cannot be encoded fails its session."""
+        if not ready:
+            return []
+        try:
+            embeds = self.model.embed_frames(torch.stack([pixels for _, _, pixels in ready]))
+            return [(session, frame, e) for (session, frame, _), e in zip(ready, embeds)]
+        except Exception as exc:  # noqa: BLE001 - find the frame at fault below
+            if len(ready) == 1:
+                log.error("session %s: its frame cannot be encoded", ready[0][0].id[:6], exc_info=exc)
+                self._fail(ready[0][0], exc)
+                return []
+            log.warning("encoding a batch of %d frames failed (%s: %s); encoding them one by one",
+                        len(ready), type(exc).__name__, exc)
+        encoded = []
+        for session, frame, pixels in ready:
+            embeds = self._guard(session, self.model.embed_frames, pixels[None])
+            if embeds is not None:
+                encoded.append((session, frame, embeds[0]))
+        return encoded
 
     def _deliver(self, session: Session, frame: _Frame, events: list) -> None:
         latency = time.monotonic() - frame.arrived
@@ -292,13 +319,18 @@ class Scheduler:
             return None
 
     def _fail(self, session: Session, exc: BaseException) -> None:
-        session.emit(ErrorMessage(code="internal", message=f"the session failed: {type(exc).__name__}"))
-        session.emit(Close(CloseCode.INTERNAL, "internal error"))
-        self.close(session)
+        try:  # the client may be gone already (its emit then raises): the session is freed all the same
+            session.emit(ErrorMessage(code="internal", message=f"the session failed: {type(exc).__name__}"))
+            session.emit(Close(CloseCode.INTERNAL, "internal error"))
+        except Exception:  # noqa: BLE001
+            log.warning("session %s: its failure could not be reported to its client", session.id[:6])
+        finally:
+            self.close(session)
 
-    def _prepare(self, session: Session, frame: _Frame) -> Any:
-        """The frame's image (None when rejected, with an error event), its threshold and the
-        questions due at it queued on the session."""
+    def _prepare(self, session: Session, frame: _Frame) -> Tensor | None:
+        """The frame's pixels ``[3, S, S]`` at the model's input geometry (None when the image is
+        rejected, with an error event), its threshold and the questions due at it queued on the
+        session (at most :data:`QUESTIONS_PER_FRAME`, all of them at a stream's last frame)."""
         image = frame.payload
         if isinstance(image, bytes):
             try:
@@ -308,17 +340,21 @@ class Scheduler:
                 self.metrics.frames_rejected.inc()
                 session.emit(ErrorMessage(code=exc.code, message=f"frame at {frame.time:.3f}s: {exc}"))
                 return None
+        device = self.model.device
+        pixels = self.model.frame_encoder.preprocess(torch.as_tensor(image)[None].to(device))[0]
         assistant = session.assistant
         if session.threshold is not None:
             assistant.session.gen = replace(assistant.session.gen, threshold=session.threshold)
             session.threshold = None
         with self._cond:
             due = [q for q in session.queries if q.time <= frame.time]
+            if not (session.ending and not session.frames):
+                due = due[:QUESTIONS_PER_FRAME]
             session.queries = session.queries[len(due):]
         last = assistant.session._last_time
         for q in due:  # asked at the first frame at or after their time, as narrate does
             assistant.ask(q.text, max(q.time, last))
-        return image
+        return pixels
 
     def _streamer(self, session: Session, frame: _Frame) -> Callable[[list[int]], None]:
         """The ``on_token`` of a session's replies at ``frame``: streams the new text as deltas and
@@ -342,8 +378,10 @@ class Scheduler:
     def _finish(self, session: Session) -> None:
         with self._cond:
             pending, session.queries = session.queries, []
+        last = session.assistant.session._last_time
         for q in pending:
-            session.emit(ErrorMessage(code="ended", message=f"query at {q.time:.1f}s came after the last frame; "
-                                                             f"not asked: {q.text}"))
+            why = ("more questions were due at its frame than one frame answers, and the stream ended before the "
+                   "next frame" if q.time <= last else "it came after the last frame")
+            session.emit(ErrorMessage(code="ended", message=f"query at {q.time:.1f}s not asked: {why}: {q.text}"))
         session.emit(Close(CloseCode.NORMAL, "end"))
         self.close(session)

@@ -1,5 +1,6 @@
-"""Fixtures of the hostile suite: the command tests' tiny checkpoint, short clip and CLI runner; the serve fixtures (a tiny model, real servers on 127.0.0.1),
-frames of any size in JPEG, PNG or WebP, and a small video written with PyAV."""
+"""Fixtures of the hostile suite: the command tests' tiny checkpoint, short clip and CLI runner;
+the serve fixtures (a tiny model, real servers on 127.0.0.1); frames of any size in JPEG, PNG or
+WebP, and a small video written with PyAV."""
 
 from __future__ import annotations
 

@@ -71,13 +71,14 @@ def test_feature_files_follow_the_umask(cli, tiny_checkpoint, short_clip, tmp_pa
     assert oct(written.stat().st_mode & 0o777) == oct(0o664)
 
 
-def _png(path, shade: int) -> None:
+def _png(path, shade: int, size: tuple[int, int] = (32, 32)) -> None:
     import av
 
     with av.open(str(path), "w", format="image2") as container:
         stream = container.add_stream("png")
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
-        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), shade, np.uint8), format="rgb24")
+        stream.height, stream.width = size
+        stream.pix_fmt = "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.full((*size, 3), shade, np.uint8), format="rgb24")
         for packet in [*stream.encode(frame), *stream.encode()]:
             container.mux(packet)
 
@@ -112,3 +113,13 @@ def test_the_weights_check_tells_huge_finite_sums_from_infinities(tmp_path):
         tensor[3] = bad
         with pytest.raises(CheckpointError, match="tensor 'w' holds NaN or infinite values"):
             check_finite(tmp_path, [("w", tensor)])
+
+
+def test_an_image_folder_of_mixed_sizes_narrates(cli, tiny_checkpoint, tmp_path):
+    """Frames of different sizes are encoded together (each brought to the tower's square first)."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, size in enumerate([(32, 32), (1, 1), (8, 8), (30, 64), (64, 30)]):
+        _png(frames / f"{i}.png", 40 * i, size)
+    result = cli("narrate", frames, "--model", tiny_checkpoint, *FAST)
+    assert result.code == 0, result.err

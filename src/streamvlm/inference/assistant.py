@@ -29,10 +29,14 @@ def encode_images(model: StreamVLM, frames: list[np.ndarray] | Tensor) -> Tensor
     ``[N, T, D]``, in one batch (so a pipeline can encode several frames at once)."""
     if model.frame_encoder is None:
         raise ConfigError("this model was built without a frame encoder; push frame embeddings instead")
+    encoder = model.frame_encoder
     if isinstance(frames, list):
-        frames = torch.stack([torch.as_tensor(f) for f in frames])
-    pixels = model.frame_encoder.preprocess(frames.to(model.device))
-    return model.embed_frames(pixels)
+        frames = [torch.as_tensor(f) for f in frames]
+        if len({tuple(f.shape) for f in frames}) > 1:  # an image folder may mix sizes: each to the tower's square
+            pixels = torch.cat([encoder.preprocess(f[None].to(model.device)) for f in frames])
+            return model.embed_frames(pixels)
+        frames = torch.stack(frames)
+    return model.embed_frames(encoder.preprocess(frames.to(model.device)))
 
 
 class LiveAssistant:

@@ -22,8 +22,8 @@ from .settings import PositiveInt, settings
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default_model"
 
 
-def load_default_model():
-    """Load the embedded default model (CPU, float32, eval mode)."""
+def load_default_model(dtype=None, device=None):
+    """Load the embedded default model (default: CPU, float32; eval mode)."""
     from .checkpoint import load_pretrained
 
     if not (DEFAULT_MODEL_DIR / "checkpoint.json").is_file():
@@ -31,7 +31,7 @@ def load_default_model():
             f"the embedded default model is missing from this installation ({DEFAULT_MODEL_DIR}); "
             "rebuild it with `streamvlm build-default --install` (about an hour on 2 CPU cores)"
         )
-    return load_pretrained(DEFAULT_MODEL_DIR)
+    return load_pretrained(DEFAULT_MODEL_DIR, dtype=dtype, device=device)
 
 
 @settings

@@ -42,6 +42,7 @@ from .hf_checks import (
     short_repr,
     split_model_type,
 )
+from .materialise import InitMode, build_random, target_device
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -93,7 +94,13 @@ def tower_hf_config(tower_config: Any, prefix: str = "vision.tower_config") -> t
         raise ConfigError(f"{prefix}: not a valid {model_type} config ({one_line(exc)})") from None
 
 
-def _load_pretrained_tower(name_or_path: str) -> tuple[PreTrainedModel, TowerFamily]:
+def _tower_builder(family: TowerFamily, dtype: torch.dtype):
+    """``hf_config -> tower`` with its weights created in ``dtype`` (on the device new tensors go to)."""
+    return lambda hf_config: family.model_class._from_config(hf_config, dtype=dtype)
+
+
+def _load_pretrained_tower(name_or_path: str, dtype: torch.dtype | None,
+                           device: torch.device) -> tuple[PreTrainedModel, TowerFamily]:
     hf_config, where = pretrained_hf_config(name_or_path, AutoConfig.from_pretrained, "image tower")
     model_type = hf_config.model_type
     if model_type not in TOWER_FAMILIES:
@@ -104,24 +111,33 @@ def _load_pretrained_tower(name_or_path: str) -> tuple[PreTrainedModel, TowerFam
     values = hf_config_values(vision_config)
     check_hf_config_values(values, TOWER_SIZE_FIELDS, where, error=CheckpointError)
     _check_channels(values, where, CheckpointError)
-    check_model_fits(family.model_class, vision_config, where.rstrip(": "), error=CheckpointError)
-    try:
-        return family.model_class.from_pretrained(name_or_path), family
+    build_dtype = dtype or getattr(vision_config, "dtype", None) or torch.get_default_dtype()
+    check_model_fits(_tower_builder(family, build_dtype), vision_config, where.rstrip(": "), dtype=build_dtype,
+                     device=device, error=CheckpointError)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:  # loaded straight onto the device, in the dtype
+        return family.model_class.from_pretrained(name_or_path, device_map={"": device}, **kwargs), family
     except Exception as exc:  # noqa: BLE001 - missing, truncated or mismatched weight files
         raise CheckpointError(f"{name_or_path}: cannot load the image tower weights ({one_line(exc)})") from None
 
 
-def build_tower(config: VisionConfig) -> tuple[PreTrainedModel, TowerFamily]:
-    """Load the tower named by ``config.name_or_path``, or build a random one from ``tower_config``.
+def build_tower(config: VisionConfig, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                *, init: InitMode = "full") -> tuple[PreTrainedModel, TowerFamily]:
+    """Load the tower named by ``config.name_or_path``, or build a random one from ``tower_config``,
+    in ``dtype`` (default float32) on ``device`` (default: where new tensors go); ``init``: how a
+    random tower is initialised (:mod:`streamvlm.materialise`).
 
     Raises ConfigError for a bad ``tower_config`` (field named), CheckpointError for a bad folder;
     either before anything is allocated, including when the weights would not fit in memory.
     """
+    device = target_device(device)
     if config.name_or_path is not None:
-        return _load_pretrained_tower(config.name_or_path)
+        return _load_pretrained_tower(config.name_or_path, dtype, device)
     hf_config, family = tower_hf_config(config.tower_config or {})
-    check_model_fits(family.model_class, hf_config, "vision.tower_config")
-    return family.model_class(hf_config), family
+    dtype = dtype or torch.get_default_dtype()
+    tower = build_random(_tower_builder(family, dtype), hf_config, "vision.tower_config", dtype=dtype,
+                         device=device, init=init)
+    return tower, family
 
 
 def upstream_frame_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
@@ -171,12 +187,15 @@ class FrameEncoder(nn.Module):
         self.hidden_size: int = tower_cfg.hidden_size
         mean = config.image_mean or list(family.mean)
         std = config.image_std or list(family.std)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        device = next(tower.parameters()).device  # beside the tower
+        self.register_buffer("mean", torch.tensor(mean, device=device).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, device=device).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_config(cls, config: VisionConfig) -> FrameEncoder:
-        tower, family = build_tower(config)
+    def from_config(cls, config: VisionConfig, dtype: torch.dtype | None = None,
+                    device: torch.device | str | None = None, *, init: InitMode = "full") -> FrameEncoder:
+        """The tower of ``config`` (see :func:`build_tower`) with the frame-token recipe, on ``device``."""
+        tower, family = build_tower(config, dtype, device, init=init)
         return cls(config, tower, family)
 
     @property

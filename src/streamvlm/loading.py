@@ -178,7 +178,7 @@ def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
     dtype = resolve_dtype(source.dtype, device)
     apply_threads(source, device, decoding=with_vision)
     if source.model is None:
-        model = load_default_model()
+        model = load_default_model(dtype=dtype, device=device)
     else:
         folder = locate(source.model)
         kind = kind_of(folder)
@@ -192,9 +192,10 @@ def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
                                 "(e.g. google/siglip-large-patch16-384)")
             llm = str(locate(source.llm, flag="--llm"))
             vision = str(locate(source.vision, flag="--vision"))
-            model = load_videollm_online(folder, llm, vision, dtype=dtype)
+            model = load_videollm_online(folder, llm, vision, dtype=dtype, device=device)
         else:
-            model = load_pretrained(folder, with_vision=with_vision)
+            model = load_pretrained(folder, with_vision=with_vision, dtype=dtype, device=device)
+    # built in its dtype on its device; this casts only what was created apart (LoRA, pixel statistics)
     return model.to(device=device, dtype=dtype).eval()
 
 

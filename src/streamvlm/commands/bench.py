@@ -139,8 +139,10 @@ def _build_model(options: Options, torch):
         config = tiny_config("llama", hidden=256, layers=4, heads=4, kv_heads=2)
         tokenizer = train_tokenizer()
     torch.manual_seed(0)
-    with device:
-        model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
+    # Built in its dtype on its device. The 8B shapes' values do not matter (the model is kept
+    # silent): a cheap fill instead of a random draw per weight (minutes on a CPU).
+    model = StreamVLM.from_config(config, tokenizer, dtype=dtype, device=device,
+                                  init="cheap" if options.preset == "8b" else "full")
     return model.eval(), True
 
 

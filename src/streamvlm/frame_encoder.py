@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from .config import VisionConfig
+from .data.features import FrameRecord
 from .errors import CheckpointError, ConfigError
 from .hf_checks import (
     TOWER_SIZE_FIELDS,
@@ -43,6 +44,7 @@ from .hf_checks import (
     split_model_type,
 )
 from .materialise import InitMode, build_random, target_device
+from .video.resize import FrameFit, upstream_frame_geometry
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -140,19 +142,6 @@ def build_tower(config: VisionConfig, dtype: torch.dtype | None = None, device: 
     return tower, family
 
 
-def upstream_frame_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
-    """``(new_h, new_w, top, left)`` of upstream's ffmpeg filter ``scale=<long side size, short -2>,
-    pad=size:size:(ow-iw)/2:(oh-ih)/2``: the short side keeps the aspect, rounded to an even number;
-    the pad offsets are rounded down to even (yuv420p chroma alignment)."""
-    if w >= h:
-        new_w, new_h = size, max(2, round(h * size / w / 2) * 2)
-    else:
-        new_h, new_w = size, max(2, round(w * size / h / 2) * 2)
-    new_h, new_w = min(new_h, size), min(new_w, size)
-    top, left = ((size - new_h) // 2) & ~1, ((size - new_w) // 2) & ~1
-    return new_h, new_w, top, left
-
-
 def resize_pad_upstream(x: Tensor, size: int) -> Tensor:
     """``[N, 3, H, W]`` float pixels in [0, 255] -> ``[N, 3, size, size]``: bicubic resize (with
     antialiasing when shrinking, as ffmpeg's scaler filters), 8-bit rounding, black padding centred."""
@@ -199,6 +188,11 @@ class FrameEncoder(nn.Module):
         return cls(config, tower, family)
 
     @property
+    def fit(self) -> FrameFit:
+        """The size frames are scaled to before padding (decoders take it: ``open_source(fit=...)``)."""
+        return FrameFit(self.image_size, self.config.resize)
+
+    @property
     def tokens_per_frame(self) -> int:
         return self.config.tokens_per_frame
 
@@ -210,9 +204,11 @@ class FrameEncoder(nn.Module):
     def preprocess(self, frames: Tensor) -> Tensor:
         """uint8 frames ``[N, H, W, 3]`` (or ``[N, 3, H, W]``) -> normalised ``[N, 3, S, S]``.
 
-        Resize so the long side is ``S`` (aspect kept), zero-pad to a square (bottom/right, or
-        centred as upstream: ``vision.resize``), then scale to [0, 1] and normalise with the
-        tower's mean/std (padding is black before that).
+        Resize to :attr:`fit` (aspect kept), zero-pad to a square (bottom/right, or centred as
+        upstream: ``vision.resize``), then scale to [0, 1] and normalise with the tower's mean/std
+        (padding is black before that). Frames decoded for this encoder (``open_source(fit=...)``)
+        arrive at the fitted size already: the one resize was FFmpeg's, at decoding, and none is
+        done here; frames of another size are resized here with torch (bicubic or bilinear).
         """
         if frames.dim() == 3:
             frames = frames[None]
@@ -226,8 +222,7 @@ class FrameEncoder(nn.Module):
         if self.config.resize == "upstream":
             x = resize_pad_upstream(x, size)
         else:
-            scale = size / max(h, w)
-            new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+            new_h, new_w = self.fit.shape(h, w)
             if (new_h, new_w) != (h, w):
                 x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
             x = x.clamp(0, 255)
@@ -260,10 +255,38 @@ class FrameEncoder(nn.Module):
             tokens.append(grid)
         return torch.cat(tokens, dim=1)
 
+    @torch.no_grad()
+    def frame_record(self) -> FrameRecord:
+        """How this encoder makes frame tokens, as feature files record it: the fit, the pixel
+        normalisation, the tower type and :data:`WEIGHT_SAMPLE` weights of its first and of its
+        last matrix (evenly spaced; any other tower, trained or random, differs there)."""
+        matrices = [t for _, t in sorted(self.tower.state_dict().items()) if t.is_floating_point() and t.dim() >= 2]
+        sample: list[float] = []
+        for tensor in (matrices[0], matrices[-1]) if matrices else ():
+            flat = tensor.reshape(-1)
+            index = torch.linspace(0, flat.numel() - 1, WEIGHT_SAMPLE, device=flat.device).long()
+            sample += [float(f"{v:.6g}") for v in flat[index].float().cpu().tolist()]
+        return FrameRecord(self.config.resize, self.image_size, tuple(self.mean.flatten().tolist()),
+                           tuple(self.std.flatten().tolist()), self.tower.config.model_type, tuple(sample))
+
     def encode_frames(self, frames: Tensor, batch_size: int = 64) -> Tensor:
         """uint8 frames ``[N, H, W, 3]`` -> frame tokens ``[N, T, D_vision]``, in chunks."""
         outs = [self(self.preprocess(frames[i : i + batch_size])) for i in range(0, len(frames), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.tokens_per_frame, self.hidden_size)
+
+
+WEIGHT_SAMPLE = 8
+"""Weights per matrix in a :meth:`FrameEncoder.frame_record`."""
+
+
+def model_frame_record(model: Any) -> FrameRecord:
+    """How ``model`` (a StreamVLM) takes frames: its frame encoder's record, or, loaded without its
+    tower, the resize rule and image size its config names (the rest unknown, so not compared)."""
+    if model.frame_encoder is not None:
+        return model.frame_encoder.frame_record()
+    vision = model.config.vision
+    size = vision.image_size or (vision.tower_config or {}).get("image_size")
+    return FrameRecord(vision.resize, size if isinstance(size, int) and not isinstance(size, bool) else None)
 
 
 FRAME_ENCODER_FILE = "frame_encoder.json"

@@ -169,14 +169,15 @@ def apply_threads(source: ModelSource, device: torch.device, *, decoding: bool =
     return configure_threads(source.threads, device=device, decoding=decoding)
 
 
-def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
-    """The model named by ``source``, in eval mode, on its device and dtype."""
+def load_model(source: ModelSource, *, with_vision: bool = True, decoding: bool | None = None) -> StreamVLM:
+    """The model named by ``source``, in eval mode, on its device and dtype. ``decoding``: video is
+    decoded beside it (threads are left for that; default: ``with_vision``)."""
     from .checkpoint import load_pretrained, load_videollm_online
     from .default_model import load_default_model
 
     device = resolve_device(source.device)
     dtype = resolve_dtype(source.dtype, device)
-    apply_threads(source, device, decoding=with_vision)
+    apply_threads(source, device, decoding=with_vision if decoding is None else decoding)
     if source.model is None:
         model = load_default_model(dtype=dtype, device=device)
     else:

@@ -652,11 +652,10 @@ def _end_to_end(options: Options, model) -> list[VideoResult]:
             raise UserError(f"--videos {name}: no such file or folder")
     results = []
     fps = model.config.frame_fps
-    side = max(64, 2 * model.frame_encoder.image_size)
     for path in paths:
         assistant = LiveAssistant(model, GenerationConfig(max_new_tokens=32))
         try:
-            source = open_source(path, fps=fps, max_side=side)
+            source = open_source(path, fps=fps, fit=model.frame_encoder.fit)
         except UserError as exc:  # a damaged sample is reported, not fatal
             print(f"skipping {path.name}: {exc}")
             continue

@@ -106,6 +106,7 @@ def _run_remote(options: Options) -> int:
     from ..client import open_stream
     from ..inference.console import EventPrinter
     from ..video import open_source
+    from ..video.resize import FrameFit
 
     key = os.environ.get(options.api_key_env) if options.api_key_env else None
     printer = EventPrinter(options.output, options.subtitles)
@@ -116,8 +117,11 @@ def _run_remote(options: Options) -> int:
         with open_stream(options.server, api_key=key) as stream:
             session = stream.session
             fps = options.stream.fps or session.fps
-            source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
-                                 realtime=options.stream.realtime)
+            if session.frame_resize is not None and session.frame_side:  # scaled once, as the server would
+                size = dict(fit=FrameFit(session.frame_side, session.frame_resize))
+            else:
+                size = dict(max_side=session.frame_side or None)
+            source = open_source(options.source, fps=fps, realtime=options.stream.realtime, **size)
             stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
             for q in queries(options):
                 stream.ask(q.text, q.time)

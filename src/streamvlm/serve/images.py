@@ -5,11 +5,15 @@ allocates the image; the decoded size is checked again."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..video.decoding import frame_guard
 from ..video.imagesize import _jpeg_size, _webp_size
+
+if TYPE_CHECKING:
+    from ..video.resize import FrameFit
 
 
 class ImageError(ValueError):
@@ -35,8 +39,11 @@ def sniff(data: bytes) -> tuple[str, tuple[int, int] | None] | None:
     return None
 
 
-def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]`` (long side at most ``max_side``); :class:`ImageError` otherwise."""
+def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None, fit: FrameFit | None = None
+                 ) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]``: scaled to ``fit`` (the model's input size, as every other path does:
+    :mod:`streamvlm.video.resize`), or with its long side at most ``max_side``; :class:`ImageError`
+    otherwise."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -64,6 +71,10 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.nd
     frame = frames[0]
     if frame.width * frame.height > max_pixels:
         raise ImageError("image_too_large", f"image of {frame.width}x{frame.height} exceeds the limit")
+    if fit is not None:
+        from ..video.resize import FrameResizer
+
+        return FrameResizer(fit)(frame)
     return to_rgb(frame, max_side, VideoReformatter())
 
 

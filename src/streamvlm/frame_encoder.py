@@ -341,9 +341,10 @@ def _check_recipe(file: Path, recipe: dict[str, Any]) -> None:
             raise bad(field, "a list of 3 numbers > 0")
 
 
-def load_frame_encoder(path: str | Path) -> FrameEncoder:
-    """Load a folder written by :func:`save_frame_encoder`. A broken folder raises a one-line
-    CheckpointError naming the file and field."""
+def load_frame_encoder(path: str | Path, dtype: torch.dtype | None = None,
+                       device: torch.device | str | None = None) -> FrameEncoder:
+    """Load a folder written by :func:`save_frame_encoder`, in ``dtype`` on ``device``. A broken
+    folder raises a one-line CheckpointError naming the file and field."""
     path = Path(path)
     file = path / FRAME_ENCODER_FILE
     recipe = read_json_object(file)
@@ -353,6 +354,6 @@ def load_frame_encoder(path: str | Path) -> FrameEncoder:
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{file}: not a frame-encoder recipe ({one_line(err)})") from None
     try:
-        return FrameEncoder.from_config(config)
+        return FrameEncoder.from_config(config, dtype, device)
     except ConfigError as exc:  # the recipe does not fit the tower (image size vs patch size, ...)
         raise CheckpointError(f"{file}: {exc}") from None

@@ -209,7 +209,8 @@ def load_frame_encoder_of(source: ModelSource) -> FrameEncoder:
         if kind_of(folder) == "frame_encoder":
             device = resolve_device(source.device)
             apply_threads(source, device)
-            return load_frame_encoder(folder).to(device=device, dtype=resolve_dtype(source.dtype, device)).eval()
+            dtype = resolve_dtype(source.dtype, device)
+            return load_frame_encoder(folder, dtype, device).to(device=device, dtype=dtype).eval()
     encoder = load_model(source).frame_encoder
     if encoder is None:
         raise UserError(f"--model {source.model}: this checkpoint has no frame encoder (vision tower)")

@@ -47,11 +47,6 @@ def frame_fit(model: StreamVLM) -> FrameFit:
     return model.frame_encoder.fit
 
 
-def frame_side(model: StreamVLM) -> int:
-    """The long side of the frames ``model`` takes (what a client should send at most)."""
-    return frame_fit(model).size
-
-
 def preflight(source: str) -> None:
     """Open a local file or image folder once and read its header, so that a broken or
     unsupported source fails in a second, before the model is loaded. Live sources (webcams,

@@ -12,18 +12,21 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from .errors import UserError
 from .settings import PositiveInt, settings
 
+if TYPE_CHECKING:
+    import torch
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default_model"
 
 
-def load_default_model(dtype=None, device=None):
-    """Load the embedded default model (default: CPU, float32; eval mode)."""
+def load_default_model(dtype: torch.dtype | None = None, device: torch.device | str | None = None):
+    """Load the embedded default model in ``dtype`` on ``device`` (default: float32 on the CPU; eval mode)."""
     from .checkpoint import load_pretrained
 
     if not (DEFAULT_MODEL_DIR / "checkpoint.json").is_file():

@@ -31,3 +31,58 @@ def tiny_model(llm: str = "llama", vision: str = "siglip", seed: int = 0, **kwar
     torch.manual_seed(seed)
     config: StreamVLMConfig = tiny_config(llm, vision, **kwargs)
     return StreamVLM.from_config(config, train_tokenizer()).eval()
+
+
+def textured_frame(h: int, w: int, seed: int = 0):
+    """uint8 RGB ``[h, w, 3]``: smooth colour waves plus fine stripes (resize kernels differ on it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    chans = [40 + 90 * (0.5 + 0.5 * np.sin(2 * np.pi * (a * yy + b * xx) + c)) + 60 * ((np.arange(w) // 3) % 2)
+             for a, b, c in rng.uniform(0.5, 3.0, size=(3, 3))]
+    return np.stack(chans, axis=-1).round().clip(0, 255).astype(np.uint8)
+
+
+def write_textured_video(path: Path, h: int, w: int, frames: int = 4, fps: int = 2) -> Path:
+    """An H.264 (yuv420p) video of ``frames`` textured frames of ``h x w`` at ``fps``."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(textured_frame(h, w, seed=i), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def ffmpeg_upstream(frame, size: int):
+    """uint8 RGB ``[size, size, 3]``: upstream's own ffmpeg filter on a decoded PyAV frame
+    (``-sws_flags bicubic``, ``scale='if(gt(iw,ih),S,-2)':'if(gt(iw,ih),-2,S)'``, centred black
+    ``pad``), run by libavfilter with the frame's colour tags (as the ffmpeg command passes them),
+    then converted to RGB."""
+    import av
+
+    tags = {1: "bt709", 5: "bt470bg", 6: "smpte170m"}.get(int(frame.colorspace))
+    ranges = {1: "tv", 2: "pc"}.get(int(frame.color_range))
+    extra = (f":colorspace={tags}" if tags else "") + (f":range={ranges}" if ranges else "")
+    graph = av.filter.Graph()
+    source = graph.add("buffer", f"video_size={frame.width}x{frame.height}:pix_fmt={frame.format.name}"
+                                 f":time_base=1/30:pixel_aspect=1/1{extra}")
+    scale = graph.add("scale", f"w='if(gt(iw,ih),{size},-2)':h='if(gt(iw,ih),-2,{size})':flags=bicubic")
+    pad = graph.add("pad", f"{size}:{size}:(ow-iw)/2:(oh-ih)/2:color=#000000")
+    sink = graph.add("buffersink")
+    source.link_to(scale)
+    scale.link_to(pad)
+    pad.link_to(sink)
+    graph.configure()
+    frame.pts = None
+    graph.push(frame)
+    return graph.pull().reformat(format="rgb24").to_ndarray()

@@ -148,7 +148,7 @@ def test_absurd_sizes_are_refused_before_allocating(saved, tmp_path, monkeypatch
 def test_model_larger_than_available_memory_is_refused(saved, tmp_path, monkeypatch):
     """The rule is the memory available now: a valid tiny model is refused on a "machine" with 10 KB."""
     folder = broken_copy(saved, tmp_path)
-    monkeypatch.setattr(hf_checks, "available_memory", lambda: (10**4, "cpu"))
+    monkeypatch.setattr(hf_checks, "available_memory", lambda device=None: (10**4, "cpu"))
     expect([str(folder / "config.json"), "llm_config: the model would have", "more than the 10.0 KB of memory "
             "available (cpu)"], load_pretrained, folder)
 

@@ -166,8 +166,9 @@ def load_pretrained(path: str | Path, *, with_vision: bool = True, dtype: torch.
     if tokenizer.eos_token_id is None:
         raise CheckpointError(f"{path / 'tokenizer_config.json'}: the tokenizer has no 'eos_token'")
     use_vision = with_vision and meta["frame_encoder"]
-    try:
-        model = StreamVLM.from_config(config, tokenizer, with_vision=use_vision)
+    try:  # built in its dtype on its device; a full checkpoint overwrites every weight, so its init is cheap
+        model = StreamVLM.from_config(config, tokenizer, with_vision=use_vision, dtype=dtype, device=device,
+                                      init="cheap" if full else "full")
     except ConfigError as exc:  # the nested llm_config / vision.tower_config, or a field that does not fit
         raise CheckpointError(f"{config_file}: {exc}") from None
     keys = _check_shapes(weights, model)
@@ -189,9 +190,7 @@ def load_pretrained(path: str | Path, *, with_vision: bool = True, dtype: torch.
         check_finite(weights, tensors.items())
         model.load_state_dict(tensors, strict=False)
     if dtype is not None:
-        model.to(dtype)
-    if device is not None:
-        model.to(device)
+        model.to(dtype)  # what peft created in float32 (LoRA weights)
     return model.eval()
 
 
@@ -281,6 +280,7 @@ def load_videollm_online(
     vision_name_or_path: str,
     *,
     dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
     frame_fps: float = 2.0,
 ):
     """Load the released VideoLLM-online adapter (MISSION 1.6 layout) onto its base LLM and tower.
@@ -311,7 +311,7 @@ def load_videollm_online(
     )
     tokenizer = load_tokenizer(llm_name_or_path)
     try:
-        model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
+        model = StreamVLM.from_config(config, tokenizer, dtype=dtype, device=device)
     except ConfigError as exc:  # LoRA settings that do not fit the base model, tokenizer without ','
         raise CheckpointError(f"{adapter_path}: {exc}") from None
 

@@ -43,10 +43,11 @@ class VisionConfig:
     image_std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)] | None = None
     """Per-channel pixel standard deviation (values > 0); ``None`` takes the tower family's own."""
     resize: Literal["streamvlm", "upstream"] = "streamvlm"
-    """How a frame becomes a square image. ``upstream``: as VideoLLM-online's ffmpeg preprocessing
-    (the released model's): bicubic resize of the long side to the image size, the short side
-    rounded to an even number of pixels, pixels rounded to 8 bits, black padding centred (offsets
-    rounded down to even, as yuv420p video has them). ``streamvlm``: bilinear with antialiasing,
+    """How a frame becomes a square image (one resize, by FFmpeg's scaler when the frame is decoded:
+    :mod:`streamvlm.video.resize`). ``upstream``: as VideoLLM-online's ffmpeg preprocessing (the
+    released model's): bicubic, in the video's own pixel format, long side to the image size, the
+    short side to an even number of pixels with ffmpeg's rounding (halves up), black padding
+    centred (offsets rounded down to even, as yuv420p video has them). ``streamvlm``: bilinear,
     padding at the bottom/right (the embedded default model and earlier checkpoints)."""
 
     @property

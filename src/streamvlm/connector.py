@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -12,11 +13,12 @@ class Connector(nn.Sequential):
     VideoLLM-online checkpoint (``connector.0``/``connector.2``).
     """
 
-    def __init__(self, vision_hidden_size: int, llm_hidden_size: int) -> None:
+    def __init__(self, vision_hidden_size: int, llm_hidden_size: int, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None) -> None:
         super().__init__(
-            nn.Linear(vision_hidden_size, llm_hidden_size),
+            nn.Linear(vision_hidden_size, llm_hidden_size, dtype=dtype, device=device),
             nn.GELU(),
-            nn.Linear(llm_hidden_size, llm_hidden_size),
+            nn.Linear(llm_hidden_size, llm_hidden_size, dtype=dtype, device=device),
         )
         self.vision_hidden_size = vision_hidden_size
         self.llm_hidden_size = llm_hidden_size

@@ -12,18 +12,21 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from .errors import UserError
 from .settings import PositiveInt, settings
 
+if TYPE_CHECKING:
+    import torch
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default_model"
 
 
-def load_default_model():
-    """Load the embedded default model (CPU, float32, eval mode)."""
+def load_default_model(dtype: torch.dtype | None = None, device: torch.device | str | None = None):
+    """Load the embedded default model in ``dtype`` on ``device`` (default: float32 on the CPU; eval mode)."""
     from .checkpoint import load_pretrained
 
     if not (DEFAULT_MODEL_DIR / "checkpoint.json").is_file():
@@ -31,7 +34,7 @@ def load_default_model():
             f"the embedded default model is missing from this installation ({DEFAULT_MODEL_DIR}); "
             "rebuild it with `streamvlm build-default --install` (about an hour on 2 CPU cores)"
         )
-    return load_pretrained(DEFAULT_MODEL_DIR)
+    return load_pretrained(DEFAULT_MODEL_DIR, dtype=dtype, device=device)
 
 
 @settings

@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from .config import VisionConfig
+from .data.features import FrameRecord
 from .errors import CheckpointError, ConfigError
 from .hf_checks import (
     TOWER_SIZE_FIELDS,
@@ -42,6 +43,8 @@ from .hf_checks import (
     short_repr,
     split_model_type,
 )
+from .materialise import InitMode, build_random, target_device
+from .video.resize import FrameFit, upstream_frame_geometry
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -93,7 +96,13 @@ def tower_hf_config(tower_config: Any, prefix: str = "vision.tower_config") -> t
         raise ConfigError(f"{prefix}: not a valid {model_type} config ({one_line(exc)})") from None
 
 
-def _load_pretrained_tower(name_or_path: str) -> tuple[PreTrainedModel, TowerFamily]:
+def _tower_builder(family: TowerFamily, dtype: torch.dtype):
+    """``hf_config -> tower`` with its weights created in ``dtype`` (on the device new tensors go to)."""
+    return lambda hf_config: family.model_class._from_config(hf_config, dtype=dtype)
+
+
+def _load_pretrained_tower(name_or_path: str, dtype: torch.dtype | None,
+                           device: torch.device) -> tuple[PreTrainedModel, TowerFamily]:
     hf_config, where = pretrained_hf_config(name_or_path, AutoConfig.from_pretrained, "image tower")
     model_type = hf_config.model_type
     if model_type not in TOWER_FAMILIES:
@@ -104,37 +113,33 @@ def _load_pretrained_tower(name_or_path: str) -> tuple[PreTrainedModel, TowerFam
     values = hf_config_values(vision_config)
     check_hf_config_values(values, TOWER_SIZE_FIELDS, where, error=CheckpointError)
     _check_channels(values, where, CheckpointError)
-    check_model_fits(family.model_class, vision_config, where.rstrip(": "), error=CheckpointError)
-    try:
-        return family.model_class.from_pretrained(name_or_path), family
+    build_dtype = dtype or getattr(vision_config, "dtype", None) or torch.get_default_dtype()
+    check_model_fits(_tower_builder(family, build_dtype), vision_config, where.rstrip(": "), dtype=build_dtype,
+                     device=device, error=CheckpointError)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:  # loaded straight onto the device, in the dtype
+        return family.model_class.from_pretrained(name_or_path, device_map={"": device}, **kwargs), family
     except Exception as exc:  # noqa: BLE001 - missing, truncated or mismatched weight files
         raise CheckpointError(f"{name_or_path}: cannot load the image tower weights ({one_line(exc)})") from None
 
 
-def build_tower(config: VisionConfig) -> tuple[PreTrainedModel, TowerFamily]:
-    """Load the tower named by ``config.name_or_path``, or build a random one from ``tower_config``.
+def build_tower(config: VisionConfig, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                *, init: InitMode = "full") -> tuple[PreTrainedModel, TowerFamily]:
+    """Load the tower named by ``config.name_or_path``, or build a random one from ``tower_config``,
+    in ``dtype`` (default float32) on ``device`` (default: where new tensors go); ``init``: how a
+    random tower is initialised (:mod:`streamvlm.materialise`).
 
     Raises ConfigError for a bad ``tower_config`` (field named), CheckpointError for a bad folder;
     either before anything is allocated, including when the weights would not fit in memory.
     """
+    device = target_device(device)
     if config.name_or_path is not None:
-        return _load_pretrained_tower(config.name_or_path)
+        return _load_pretrained_tower(config.name_or_path, dtype, device)
     hf_config, family = tower_hf_config(config.tower_config or {})
-    check_model_fits(family.model_class, hf_config, "vision.tower_config")
-    return family.model_class(hf_config), family
-
-
-def upstream_frame_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
-    """``(new_h, new_w, top, left)`` of upstream's ffmpeg filter ``scale=<long side size, short -2>,
-    pad=size:size:(ow-iw)/2:(oh-ih)/2``: the short side keeps the aspect, rounded to an even number;
-    the pad offsets are rounded down to even (yuv420p chroma alignment)."""
-    if w >= h:
-        new_w, new_h = size, max(2, round(h * size / w / 2) * 2)
-    else:
-        new_h, new_w = size, max(2, round(w * size / h / 2) * 2)
-    new_h, new_w = min(new_h, size), min(new_w, size)
-    top, left = ((size - new_h) // 2) & ~1, ((size - new_w) // 2) & ~1
-    return new_h, new_w, top, left
+    dtype = dtype or torch.get_default_dtype()
+    tower = build_random(_tower_builder(family, dtype), hf_config, "vision.tower_config", dtype=dtype,
+                         device=device, init=init)
+    return tower, family
 
 
 def resize_pad_upstream(x: Tensor, size: int) -> Tensor:
@@ -171,13 +176,21 @@ class FrameEncoder(nn.Module):
         self.hidden_size: int = tower_cfg.hidden_size
         mean = config.image_mean or list(family.mean)
         std = config.image_std or list(family.std)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        device = next(tower.parameters()).device  # beside the tower
+        self.register_buffer("mean", torch.tensor(mean, device=device).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, device=device).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_config(cls, config: VisionConfig) -> FrameEncoder:
-        tower, family = build_tower(config)
+    def from_config(cls, config: VisionConfig, dtype: torch.dtype | None = None,
+                    device: torch.device | str | None = None, *, init: InitMode = "full") -> FrameEncoder:
+        """The tower of ``config`` (see :func:`build_tower`) with the frame-token recipe, on ``device``."""
+        tower, family = build_tower(config, dtype, device, init=init)
         return cls(config, tower, family)
+
+    @property
+    def fit(self) -> FrameFit:
+        """The size frames are scaled to before padding (decoders take it: ``open_source(fit=...)``)."""
+        return FrameFit(self.image_size, self.config.resize)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -191,9 +204,11 @@ class FrameEncoder(nn.Module):
     def preprocess(self, frames: Tensor) -> Tensor:
         """uint8 frames ``[N, H, W, 3]`` (or ``[N, 3, H, W]``) -> normalised ``[N, 3, S, S]``.
 
-        Resize so the long side is ``S`` (aspect kept), zero-pad to a square (bottom/right, or
-        centred as upstream: ``vision.resize``), then scale to [0, 1] and normalise with the
-        tower's mean/std (padding is black before that).
+        Resize to :attr:`fit` (aspect kept), zero-pad to a square (bottom/right, or centred as
+        upstream: ``vision.resize``), then scale to [0, 1] and normalise with the tower's mean/std
+        (padding is black before that). Frames decoded for this encoder (``open_source(fit=...)``)
+        arrive at the fitted size already: the one resize was FFmpeg's, at decoding, and none is
+        done here; frames of another size are resized here with torch (bicubic or bilinear).
         """
         if frames.dim() == 3:
             frames = frames[None]
@@ -207,8 +222,7 @@ class FrameEncoder(nn.Module):
         if self.config.resize == "upstream":
             x = resize_pad_upstream(x, size)
         else:
-            scale = size / max(h, w)
-            new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+            new_h, new_w = self.fit.shape(h, w)
             if (new_h, new_w) != (h, w):
                 x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
             x = x.clamp(0, 255)
@@ -241,10 +255,38 @@ class FrameEncoder(nn.Module):
             tokens.append(grid)
         return torch.cat(tokens, dim=1)
 
+    @torch.no_grad()
+    def frame_record(self) -> FrameRecord:
+        """How this encoder makes frame tokens, as feature files record it: the fit, the pixel
+        normalisation, the tower type and :data:`WEIGHT_SAMPLE` weights of its first and of its
+        last matrix (evenly spaced; any other tower, trained or random, differs there)."""
+        matrices = [t for _, t in sorted(self.tower.state_dict().items()) if t.is_floating_point() and t.dim() >= 2]
+        sample: list[float] = []
+        for tensor in (matrices[0], matrices[-1]) if matrices else ():
+            flat = tensor.reshape(-1)
+            index = torch.linspace(0, flat.numel() - 1, WEIGHT_SAMPLE, device=flat.device).long()
+            sample += [float(f"{v:.6g}") for v in flat[index].float().cpu().tolist()]
+        return FrameRecord(self.config.resize, self.image_size, tuple(self.mean.flatten().tolist()),
+                           tuple(self.std.flatten().tolist()), self.tower.config.model_type, tuple(sample))
+
     def encode_frames(self, frames: Tensor, batch_size: int = 64) -> Tensor:
         """uint8 frames ``[N, H, W, 3]`` -> frame tokens ``[N, T, D_vision]``, in chunks."""
         outs = [self(self.preprocess(frames[i : i + batch_size])) for i in range(0, len(frames), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.tokens_per_frame, self.hidden_size)
+
+
+WEIGHT_SAMPLE = 8
+"""Weights per matrix in a :meth:`FrameEncoder.frame_record`."""
+
+
+def model_frame_record(model: Any) -> FrameRecord:
+    """How ``model`` (a StreamVLM) takes frames: its frame encoder's record, or, loaded without its
+    tower, the resize rule and image size its config names (the rest unknown, so not compared)."""
+    if model.frame_encoder is not None:
+        return model.frame_encoder.frame_record()
+    vision = model.config.vision
+    size = vision.image_size or (vision.tower_config or {}).get("image_size")
+    return FrameRecord(vision.resize, size if isinstance(size, int) and not isinstance(size, bool) else None)
 
 
 FRAME_ENCODER_FILE = "frame_encoder.json"
@@ -299,9 +341,10 @@ def _check_recipe(file: Path, recipe: dict[str, Any]) -> None:
             raise bad(field, "a list of 3 numbers > 0")
 
 
-def load_frame_encoder(path: str | Path) -> FrameEncoder:
-    """Load a folder written by :func:`save_frame_encoder`. A broken folder raises a one-line
-    CheckpointError naming the file and field."""
+def load_frame_encoder(path: str | Path, dtype: torch.dtype | None = None,
+                       device: torch.device | str | None = None) -> FrameEncoder:
+    """Load a folder written by :func:`save_frame_encoder`, in ``dtype`` on ``device``. A broken
+    folder raises a one-line CheckpointError naming the file and field."""
     path = Path(path)
     file = path / FRAME_ENCODER_FILE
     recipe = read_json_object(file)
@@ -311,6 +354,6 @@ def load_frame_encoder(path: str | Path) -> FrameEncoder:
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{file}: not a frame-encoder recipe ({one_line(err)})") from None
     try:
-        return FrameEncoder.from_config(config)
+        return FrameEncoder.from_config(config, dtype, device)
     except ConfigError as exc:  # the recipe does not fit the tower (image size vs patch size, ...)
         raise CheckpointError(f"{file}: {exc}") from None

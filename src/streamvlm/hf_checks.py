@@ -65,10 +65,10 @@ def format_bytes(n: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def available_memory() -> tuple[int, str] | None:
-    """(bytes free now, where) on the device new tensors go to (``with torch.device(...)``; the
-    CPU by default), or None on the meta device; tests may monkeypatch this."""
-    device = torch.get_default_device()
+def available_memory(device: torch.device | None = None) -> tuple[int, str] | None:
+    """(bytes free now, where) on ``device`` (default: the device new tensors go to, ``with
+    torch.device(...)``; the CPU by default), or None on the meta device; tests may monkeypatch this."""
+    device = torch.device(device) if device is not None else torch.get_default_device()
     if device.type == "meta":
         return None
     if device.type == "cuda":
@@ -154,7 +154,8 @@ def check_hf_config_values(values: Mapping[str, Any], fields: Iterable[str], pre
 
 
 def model_size(build: Callable[[Any], torch.nn.Module], hf_config: Any) -> tuple[int, int]:
-    """(bytes, elements) of the parameters and buffers ``build(hf_config)`` would allocate.
+    """(bytes, elements) of the parameters and buffers ``build(hf_config)`` would allocate, each in
+    the dtype ``build`` creates it in (a bfloat16 build counts 2 bytes a weight, float32 4).
 
     The model is built on the meta device, so nothing is allocated; when it has more than two
     layers, only 1- and 2-layer copies are built and the rest is extrapolated (so an absurd
@@ -183,16 +184,19 @@ def model_size(build: Callable[[Any], torch.nn.Module], hf_config: Any) -> tuple
 
 
 def check_model_fits(build: Callable[[Any], torch.nn.Module], hf_config: Any, what: str, *,
+                     dtype: torch.dtype | None = None, device: torch.device | None = None,
                      error: type[UserError] = ConfigError) -> None:
     """Refuse ``hf_config`` when it cannot be built, or its weights would not fit in the memory
-    available now on the device they go to. Counts on the meta device: nothing is allocated."""
+    available now on ``device`` (default: where new tensors go). Counts on the meta device, in the
+    dtype ``build`` creates the weights in (``dtype`` names it in the message): nothing is allocated."""
     try:
         nbytes, count = model_size(build, hf_config)
     except Exception as exc:  # noqa: BLE001 - any failure to build from untrusted values is the config's fault
         raise error(f"{what}: cannot build a model from it ({type(exc).__name__}: {one_line(exc)})") from None
-    available = available_memory()
+    available = available_memory(device)
     if available is not None and nbytes > available[0]:
-        raise error(f"{what}: the model would have {count:,} weights ({format_bytes(nbytes)}), more than the "
+        size = format_bytes(nbytes) + (f" in {str(dtype).removeprefix('torch.')}" if dtype is not None else "")
+        raise error(f"{what}: the model would have {count:,} weights ({size}), more than the "
                     f"{format_bytes(available[0])} of memory available ({available[1]}); refusing to allocate it")
 
 

@@ -37,6 +37,7 @@ from .hf_checks import (
     short_repr,
     split_model_type,
 )
+from .materialise import InitMode, build_random, target_device
 
 
 def llm_hf_config(llm_config: Any, prefix: str = "llm_config") -> Any:
@@ -59,38 +60,45 @@ def llm_hf_config(llm_config: Any, prefix: str = "llm_config") -> Any:
         raise ConfigError(f"{prefix}: not a valid {model_type} config ({one_line(exc)})") from None
 
 
-def _causal_lm_from_config(hf_config: Any, **kwargs) -> PreTrainedModel:
-    return AutoModelForCausalLM.from_config(hf_config, **kwargs)
+def _causal_lm_builder(dtype: torch.dtype):
+    """``hf_config -> AutoModelForCausalLM`` with its weights created in ``dtype`` (on the device
+    new tensors go to)."""
+    return lambda hf_config: AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
 
 
-def _load_pretrained_lm(name_or_path: str, dtype: torch.dtype | None) -> PreTrainedModel:
+def _load_pretrained_lm(name_or_path: str, dtype: torch.dtype | None, device: torch.device) -> PreTrainedModel:
     hf_config, where = pretrained_hf_config(name_or_path, AutoConfig.from_pretrained, "language model")
     if type(hf_config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise CheckpointError(f"{where}model_type: {hf_config.model_type!r} is not a causal language model")
     text = hf_config.get_text_config()
     check_hf_config_values(hf_config_values(text), LM_SIZE_FIELDS, where, error=CheckpointError)
     build_dtype = dtype if dtype is not None else (getattr(hf_config, "dtype", None) or torch.get_default_dtype())
-    check_model_fits(lambda cfg: _causal_lm_from_config(cfg, dtype=build_dtype), hf_config,
-                     where.rstrip(": ") or str(name_or_path), error=CheckpointError)
+    check_model_fits(_causal_lm_builder(build_dtype), hf_config, where.rstrip(": ") or str(name_or_path),
+                     dtype=build_dtype, device=device, error=CheckpointError)
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    try:
-        return AutoModelForCausalLM.from_pretrained(name_or_path, config=hf_config, **kwargs)
+    try:  # loaded straight onto the device, in the dtype
+        return AutoModelForCausalLM.from_pretrained(name_or_path, config=hf_config, device_map={"": device}, **kwargs)
     except Exception as exc:  # noqa: BLE001 - missing, truncated or mismatched weight files
         raise CheckpointError(f"{name_or_path}: cannot load the language model weights ({one_line(exc)})") from None
 
 
-def build_language_model(config: StreamVLMConfig, dtype: torch.dtype | None = None) -> PreTrainedModel:
-    """Load the causal LM named by ``config.llm_name_or_path`` or build a random one from ``llm_config``.
+def build_language_model(config: StreamVLMConfig, dtype: torch.dtype | None = None,
+                         device: torch.device | str | None = None, *, init: InitMode = "full") -> PreTrainedModel:
+    """Load the causal LM named by ``config.llm_name_or_path`` or build a random one from ``llm_config``,
+    in ``dtype`` (default: float32 for a random LM, the checkpoint's own for a pretrained one) on
+    ``device`` (default: where new tensors go), without a copy in another dtype or on another device.
+    ``init``: how a random LM is initialised (:mod:`streamvlm.materialise`).
 
     Raises ConfigError for a bad ``llm_config`` (field named), CheckpointError for a bad folder;
-    either before anything is allocated, including when the weights would not fit in memory.
+    either before anything is allocated, including when the weights would not fit in the memory of
+    ``device``.
     """
+    device = target_device(device)
     if config.llm_name_or_path is not None:
-        return _load_pretrained_lm(config.llm_name_or_path, dtype)
+        return _load_pretrained_lm(config.llm_name_or_path, dtype, device)
     hf_config = llm_hf_config(config.llm_config or {})
-    check_model_fits(_causal_lm_from_config, hf_config, "llm_config")
-    model = AutoModelForCausalLM.from_config(hf_config)
-    return model.to(dtype) if dtype is not None else model
+    dtype = dtype or torch.get_default_dtype()
+    return build_random(_causal_lm_builder(dtype), hf_config, "llm_config", dtype=dtype, device=device, init=init)
 
 
 _SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")

@@ -191,16 +191,17 @@ def apply_threads(source: ModelSource, device: torch.device, *, decoding: bool =
     return configure_threads(source.threads, device=device, decoding=decoding)
 
 
-def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
-    """The model named by ``source``, in eval mode, on its device and dtype."""
+def load_model(source: ModelSource, *, with_vision: bool = True, decoding: bool | None = None) -> StreamVLM:
+    """The model named by ``source``, in eval mode, on its device and dtype. ``decoding``: video is
+    decoded beside it (threads are left for that; default: ``with_vision``)."""
     from .checkpoint import load_pretrained, load_videollm_online
     from .default_model import load_default_model
 
     device = resolve_device(source.device)
     dtype = resolve_dtype(source.dtype, device)
-    apply_threads(source, device, decoding=with_vision)
+    apply_threads(source, device, decoding=with_vision if decoding is None else decoding)
     if source.model is None:
-        model = load_default_model()
+        model = load_default_model(dtype=dtype, device=device)
     else:
         folder = locate(source.model)
         kind = kind_of(folder)
@@ -214,9 +215,10 @@ def load_model(source: ModelSource, *, with_vision: bool = True) -> StreamVLM:
                                 "(e.g. google/siglip-large-patch16-384)")
             llm = str(locate(source.llm, flag="--llm"))
             vision = str(locate(source.vision, flag="--vision"))
-            model = load_videollm_online(folder, llm, vision, dtype=dtype)
+            model = load_videollm_online(folder, llm, vision, dtype=dtype, device=device)
         else:
-            model = load_pretrained(folder, with_vision=with_vision)
+            model = load_pretrained(folder, with_vision=with_vision, dtype=dtype, device=device)
+    # built in its dtype on its device; this casts only what was created apart (LoRA, pixel statistics)
     return model.to(device=device, dtype=dtype).eval()
 
 
@@ -229,7 +231,8 @@ def load_frame_encoder_of(source: ModelSource) -> FrameEncoder:
         if kind_of(folder) == "frame_encoder":
             device = resolve_device(source.device)
             apply_threads(source, device)
-            return load_frame_encoder(folder).to(device=device, dtype=resolve_dtype(source.dtype, device)).eval()
+            dtype = resolve_dtype(source.dtype, device)
+            return load_frame_encoder(folder, dtype, device).to(device=device, dtype=dtype).eval()
     encoder = load_model(source).frame_encoder
     if encoder is None:
         raise UserError(f"--model {source.model}: this checkpoint has no frame encoder (vision tower)")

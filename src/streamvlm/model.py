@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .frame_encoder import FrameEncoder
 from .language_model import apply_lora, base_model, build_language_model, load_tokenizer
 from .loss import LossOptions, LossParts, streaming_loss
+from .materialise import InitMode, target_device
 from .tokenization import StreamTokenIds, add_frame_token
 
 
@@ -75,24 +76,31 @@ class StreamVLM(nn.Module):
         *,
         with_vision: bool = True,
         dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        init: InitMode = "full",
     ) -> StreamVLM:
-        """Build the parts named by ``config`` (pretrained where paths are given, random otherwise)."""
-        lm = build_language_model(config, dtype=dtype)
+        """Build the parts named by ``config`` (pretrained where paths are given, random otherwise),
+        each created in ``dtype`` on ``device`` (default: float32, where new tensors go): the LM,
+        the frame tower and the connector, with no copy in another dtype or on another device.
+        ``init``: how random parts are initialised (:mod:`streamvlm.materialise`; ``cheap`` where
+        the values do not matter)."""
+        device = target_device(device)
+        lm = build_language_model(config, dtype=dtype, device=device, init=init)
         if tokenizer is None:
             if config.llm_name_or_path is None:
                 raise ConfigError("a tokenizer is required when the LM is built from llm_config")
             tokenizer = load_tokenizer(config.llm_name_or_path)
         if config.lora is not None:
             lm = apply_lora(lm, config.lora)
-        encoder = FrameEncoder.from_config(config.vision) if with_vision else None
+        encoder = FrameEncoder.from_config(config.vision, dtype, device, init=init) if with_vision else None
         if encoder is not None:
             encoder.requires_grad_(False)  # the paper never trains the tower; recipes may unfreeze it
-            if dtype is not None:
-                encoder = encoder.to(dtype)
-        model = cls(config, lm, tokenizer, encoder)
-        if dtype is not None:
-            model.connector.to(dtype)
-        return model
+        vision_hidden = encoder.hidden_size if encoder is not None else config.vision_hidden_size
+        connector = None
+        if vision_hidden is not None:
+            llm_hidden = base_model(lm).config.get_text_config().hidden_size
+            connector = Connector(vision_hidden, llm_hidden, dtype=dtype, device=device)
+        return cls(config, lm, tokenizer, encoder, connector)
 
     # ------------------------------------------------------------------ parts
     def get_input_embeddings(self) -> nn.Embedding:

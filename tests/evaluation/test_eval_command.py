@@ -35,7 +35,8 @@ def setup(tmp_path_factory):
     save_pretrained(model, root / "ckpt")
     torch.manual_seed(0)
     feats = torch.randn(8, model.config.tokens_per_frame, model.config.vision_hidden_size)
-    write_features(root / "features" / "clips" / "a.mp4.safetensors", feats, 2.0, "clips/a.mp4")
+    write_features(root / "features" / "clips" / "a.mp4.safetensors", feats, 2.0, "clips/a.mp4",
+                   model.frame_encoder.frame_record())
     data = root / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in (STREAM, COIN, LTA)) + "\n")
     return root

@@ -123,14 +123,14 @@ class GoodClient:
             self.result = read_all(ws, timeout=30)
 
     def check(self) -> None:
-        from streamvlm.inference.narration import frame_side
+        from streamvlm.inference.narration import frame_fit
         from streamvlm.serve.images import decode_image
         from streamvlm.serve.protocol import CloseCode
 
         assert self.result is not None, "the good client did not finish"
         messages, code = self.result
         assert code == CloseCode.NORMAL, messages[-3:]
-        side = frame_side(self.model)
-        decoded = [decode_image(encode_image(im, "png"), max_pixels=10**6, max_side=side) for im in self.images]
+        side = frame_fit(self.model)
+        decoded = [decode_image(encode_image(im, "png"), max_pixels=10**6, fit=side) for im in self.images]
         got = [(m["type"], m["time"], m["text"]) for m in messages if m["type"] in ("user", "assistant")]
         assert got == alone_default(self.model, decoded)

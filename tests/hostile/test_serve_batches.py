@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from streamvlm.inference import GenerationConfig
 from streamvlm.inference.config import TimedQuery
-from streamvlm.inference.narration import build_assistant, frame_side
+from streamvlm.inference.narration import build_assistant, frame_fit
 from streamvlm.serve.images import decode_image
 from streamvlm.serve.limits import QUESTIONS_PER_FRAME, ServeLimits
 from streamvlm.serve.metrics import ServeMetrics
@@ -56,9 +56,9 @@ def alone(model, images: list[np.ndarray | None], query: TimedQuery | None) -> l
 def run_batch(model, clients: list[tuple[tuple[int, int], str, str | None, bool]]) -> None:
     """Open one session per client (size, format, fault, asks a question), queue all their frames,
     step the scheduler until every frame is done, and check each session's outcome."""
-    side = frame_side(model)
+    side = frame_fit(model)
     scheduler = Scheduler(model, GENERATION, kv_budget=0, limits=ServeLimits(queue_frames=16),
-                          metrics=ServeMetrics(), max_side=side)
+                          metrics=ServeMetrics(), fit=side)
     boxes, expected = [], []
     for i, ((width, height), fmt, fault, asks) in enumerate(clients):
         box: list = []
@@ -76,7 +76,7 @@ def run_batch(model, clients: list[tuple[tuple[int, int], str, str | None, bool]
         images: list[np.ndarray | None] = []
         for k, image in enumerate(noise(i, height, width, FRAMES)):
             payload: bytes | np.ndarray = encode_image(image, fmt)
-            decoded = decode_image(payload, max_pixels=10**6, max_side=side)
+            decoded = decode_image(payload, max_pixels=10**6, fit=side)
             if k == 1 and fault == "undecodable":
                 payload, decoded = payload[: len(payload) // 3] + b"\x00" * 7, None
             elif k == 1 and fault == "unprocessable":
@@ -149,7 +149,7 @@ def test_one_sessions_questions_never_hold_the_others(tiny_model):
     per step while another session's frames go on, one per step; all 10 are answered, the rest at
     its last frame."""
     scheduler = Scheduler(tiny_model, GENERATION, kv_budget=0, limits=ServeLimits(queue_frames=16),
-                          metrics=ServeMetrics(), max_side=None)
+                          metrics=ServeMetrics(), fit=None)
     flood_box, other_box = [], []
     flood, other = scheduler.open(flood_box.append), scheduler.open(other_box.append)
     for q in range(10):
@@ -201,7 +201,7 @@ def test_mixed_sizes_and_an_upload_on_one_server(hostile_server, tiny_model, tin
 
     monkeypatch.setattr(scheduler, "_step", held_step)
     sizes = [(64, 64), (64, 48), (32, 32), (100, 75), (30, 30)]
-    side = frame_side(tiny_model)
+    side = frame_fit(tiny_model)
     streams = [noise(10 + i, h, w, 4) for i, (w, h) in enumerate(sizes)]
     results: dict = {}
 
@@ -233,7 +233,7 @@ def test_mixed_sizes_and_an_upload_on_one_server(hostile_server, tiny_model, tin
         messages, code = results[i]
         assert code == CloseCode.NORMAL, (sizes[i], messages[-3:])
         got = [(m["type"], m["time"], m["text"]) for m in messages if m["type"] in ("user", "assistant")]
-        decoded = [decode_image(encode_image(im, "png"), max_pixels=10**6, max_side=side) for im in images]
+        decoded = [decode_image(encode_image(im, "png"), max_pixels=10**6, fit=side) for im in images]
         assert got == alone_default(tiny_model, decoded), sizes[i]
     assert results["upload"].status_code == 200
     assert results["upload"].text == narrated.read_text()  # exactly what narrate --output writes

@@ -29,7 +29,7 @@ def test_worker_steps_sessions_in_one_batch_with_their_results_alone(tiny_model,
     monkeypatch.setattr(batch, "_forward_batch", spy)
     generation = GenerationConfig(threshold=0.9)  # speaks at some frames
     scheduler = Scheduler(tiny_model, generation, kv_budget=0, limits=ServeLimits(queue_frames=16),
-                          metrics=ServeMetrics(), max_side=None)  # the worker thread is not started: stepped here
+                          metrics=ServeMetrics(), fit=None)  # the worker thread is not started: stepped here
     outboxes = [[] for _ in range(3)]
     sessions = [scheduler.open(box.append) for box in outboxes]
     streams = [frames_of(seed, 6) for seed in range(3)]

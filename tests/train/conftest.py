@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamvlm.data.features import feature_path, write_features
+from streamvlm.data.features import FrameRecord, feature_path, write_features
 
 TOKENS_PER_FRAME = 10
 FEATURE_WIDTH = 32  # the hidden size of the tiny preset's image tower
+FRAMES = FrameRecord("streamvlm", 32)  # how the tiny preset takes frames (its tower is not built here)
 
 
 def conversation(i: int) -> list[dict]:
@@ -26,14 +27,16 @@ def conversation(i: int) -> list[dict]:
     ]
 
 
-def write_dataset(root: Path, count: int = 6, width: int = FEATURE_WIDTH, seed: int = 0) -> dict[str, str]:
-    """Write ``train.jsonl``, ``val.jsonl`` and ``features/`` under ``root``; return data paths."""
+def write_dataset(root: Path, count: int = 6, width: int = FEATURE_WIDTH, seed: int = 0,
+                  frames: FrameRecord | None = FRAMES) -> dict[str, str]:
+    """Write ``train.jsonl``, ``val.jsonl`` and ``features/`` (recording ``frames``) under ``root``;
+    return data paths."""
     gen = torch.Generator().manual_seed(seed)
     lines = []
     for i in range(count):
         video = f"clips/v{i}.mp4"
         tokens = torch.randn(9, TOKENS_PER_FRAME, width, generator=gen)
-        write_features(feature_path(root / "features", video), tokens, 2.0, video)
+        write_features(feature_path(root / "features", video), tokens, 2.0, video, frames)
         lines.append(json.dumps({"version": 1, "id": f"c{i}", "video": video, "fps": 2.0, "start": 0.0,
                                  "conversation": conversation(i)}))
     (root / "train.jsonl").write_text("\n".join(lines[:-2]) + "\n")

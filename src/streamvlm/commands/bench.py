@@ -139,8 +139,10 @@ def _build_model(options: Options, torch):
         config = tiny_config("llama", hidden=256, layers=4, heads=4, kv_heads=2)
         tokenizer = train_tokenizer()
     torch.manual_seed(0)
-    with device:
-        model = StreamVLM.from_config(config, tokenizer, dtype=dtype)
+    # Built in its dtype on its device. The 8B shapes' values do not matter (the model is kept
+    # silent): a cheap fill instead of a random draw per weight (minutes on a CPU).
+    model = StreamVLM.from_config(config, tokenizer, dtype=dtype, device=device,
+                                  init="cheap" if options.preset == "8b" else "full")
     return model.eval(), True
 
 
@@ -650,11 +652,10 @@ def _end_to_end(options: Options, model) -> list[VideoResult]:
             raise UserError(f"--videos {name}: no such file or folder")
     results = []
     fps = model.config.frame_fps
-    side = max(64, 2 * model.frame_encoder.image_size)
     for path in paths:
         assistant = LiveAssistant(model, GenerationConfig(max_new_tokens=32))
         try:
-            source = open_source(path, fps=fps, max_side=side)
+            source = open_source(path, fps=fps, fit=model.frame_encoder.fit)
         except UserError as exc:  # a damaged sample is reported, not fatal
             print(f"skipping {path.name}: {exc}")
             continue

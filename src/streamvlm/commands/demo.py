@@ -126,7 +126,7 @@ def _synthetic(model, options: Options, tmp: Path) -> int:
     from ..data.synth import generate_world
     from ..inference.config import TimedQuery
     from ..inference.console import play
-    from ..inference.narration import build_assistant, expected_frames, frame_side
+    from ..inference.narration import build_assistant, expected_frames, frame_fit
     from ..video import open_source
 
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1_000_000)
@@ -160,7 +160,7 @@ def _synthetic(model, options: Options, tmp: Path) -> int:
             frames[round(frame.time * fps)] = frame.image
             yield frame
 
-    with open_source(world.video_path(spec.uid), fps=fps, max_side=frame_side(model)) as source:
+    with open_source(world.video_path(spec.uid), fps=fps, fit=frame_fit(model)) as source:
         pipeline = play(build_assistant(model, options.generation), recorded(source), queries, printer,
                         progress=not options.no_progress, total=expected_frames(source, fps), on_step=on_step)
     for line in due:

@@ -29,7 +29,8 @@ class Options:
     videos_dir: Annotated[DirectoryPath, Arg(positional=True, metavar="VIDEOS_DIR")]
     """Data root; every video under it is encoded."""
     out: Path
-    """Features folder (mirrors the video paths, + .safetensors); finished files are kept."""
+    """Features folder (mirrors the video paths, + .safetensors); finished files made by this frame
+    encoder are kept, those made another way are encoded again."""
     model: ModelSource = field(default_factory=ModelSource)
     """The frame encoder: a model, or a frame-encoder folder from `streamvlm pretrain-tower`."""
     fps: Fps = CONVERSATION_FPS
@@ -68,6 +69,7 @@ def run(options: Options) -> int:
                            batch_size=options.batch_size)
     for video, reason in report.failed:
         print(f"failed: {video}: {reason}")
-    print(f"rank {rank}/{world}: encoded {len(report.encoded)}, already done {len(report.skipped)}, "
+    redone = f" (of which {len(report.redone)} made another way before)" if report.redone else ""
+    print(f"rank {rank}/{world}: encoded {len(report.encoded)}{redone}, already done {len(report.skipped)}, "
           f"failed {len(report.failed)}")
     return 0

@@ -74,7 +74,8 @@ def run(options: Options) -> int:
     from ..loading import load_model
 
     records = read_eval_jsonl(options.data)  # a malformed file fails before the model loads
-    model = load_model(options.model, with_vision=False)
+    # with its tower: the features' record of how their frames were made is checked against it
+    model = load_model(options.model, decoding=False)
     result = evaluate_records(model, records, options.data, options.features, options.evaluation,
                               progress=not options.no_progress)
     if options.json:

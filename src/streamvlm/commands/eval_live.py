@@ -205,12 +205,13 @@ def _run_policy(options: Options, model, assistant, policy: str, streams: list, 
     from tqdm import tqdm
 
     from ..evaluation import live
+    from ..frame_encoder import model_frame_record
     from ..inference.config import TimedQuery
-    from ..inference.narration import frame_side
+    from ..inference.narration import frame_fit
 
     features = options.features
     names = _feature_names([c for s in streams for c in s.clips], features) if features is not None else {}
-    side = frame_side(model) if features is None else None
+    fit = frame_fit(model) if features is None else None
     queries = [TimedQuery(0.0, options.instruction.strip())] if options.instruction.strip() else []
     consumer = live.FeatureConsumer(assistant) if features is not None else assistant
     total = sum(max(1, math.ceil(s.duration * fps - 1e-6)) for s in streams)
@@ -220,8 +221,9 @@ def _run_policy(options: Options, model, assistant, policy: str, streams: list, 
     try:
         for stream in streams:
             assistant.reset()
-            frames = (live.feature_frames(stream, features, fps, names) if features is not None
-                      else live.stream_frames(stream, fps, side))
+            frames = (live.feature_frames(stream, features, fps, names, model_frame_record(model))
+                      if features is not None
+                      else live.stream_frames(stream, fps, fit))
 
             def on_step(step, run, stream=stream) -> None:
                 bar.update(1)

@@ -143,6 +143,7 @@ def _run_remote(options: Options) -> int:
     from ..inference.console import EventPrinter
     from ..inference.narration import folder_root
     from ..video import open_source
+    from ..video.resize import FrameFit
 
     key = os.environ[options.api_key_env] if options.api_key_env else None
     printer = EventPrinter(options.output, options.subtitles)
@@ -152,8 +153,12 @@ def _run_remote(options: Options) -> int:
         with outputs_of(printer), open_stream(options.server, api_key=key) as stream:
             session = stream.session
             fps = options.stream.fps or session.fps
-            source = open_source(options.source, fps=fps, max_side=session.frame_side or None,
-                                 realtime=options.stream.realtime, allowed_root=folder_root(options.source))
+            if session.frame_resize is not None and session.frame_side:  # scaled once, as the server would
+                size = dict(fit=FrameFit(session.frame_side, session.frame_resize))
+            else:
+                size = dict(max_side=session.frame_side or None)
+            source = open_source(options.source, fps=fps, realtime=options.stream.realtime,
+                                 allowed_root=folder_root(options.source), **size)
             stream.configure(threshold=options.generation.threshold, drop_frames=options.stream.realtime)
             for q in queries(options):
                 stream.ask(q.text, q.time)

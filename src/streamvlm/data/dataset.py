@@ -24,7 +24,7 @@ from ..conversation import ConversationRenderer
 from ..errors import DataError, UserError
 from ..frame_encoder import FrameEncoder
 from ..video import open_source
-from .features import FeatureStore
+from .features import FeatureStore, FrameRecord
 from .jsonl import ConversationRecord, check_video_path, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,16 @@ class StreamingDataset(_ConversationDataset):
     """Conversations + pre-extracted frame tokens from ``FEATURES_DIR/<video>.safetensors``.
 
     Frame ``i`` of a conversation is feature frame ``round(start * fps) + i``; the feature file's
-    fps must equal the conversation's.
+    fps must equal the conversation's. With ``frames`` (how the model takes frames), feature files
+    made another way are refused here, before any sample is read (a DataError naming both).
     """
 
     def __init__(self, jsonl_path: str | Path, features_dir: str | Path, renderer: ConversationRenderer,
-                 *, max_frames: int | None = None) -> None:
+                 *, max_frames: int | None = None, frames: FrameRecord | None = None) -> None:
         super().__init__(jsonl_path, renderer, max_frames=max_frames)
         self.features_dir = Path(features_dir)
-        self.store = FeatureStore(features_dir, renderer.tokens_per_frame)
+        self.store = FeatureStore(features_dir, renderer.tokens_per_frame, frames=frames)
+        self.store.check_all(self.records)
 
     def load_frames(self, record: ConversationRecord) -> Tensor:
         """``[N, T, D_vision]`` frame tokens of the record."""
@@ -99,6 +101,7 @@ class RawFrameDataset(_ConversationDataset):
         self.videos_root = Path(videos_root)
         self.preprocess: Callable[[Tensor], Tensor] = encoder.preprocess
         self.image_size = encoder.image_size
+        self.fit = encoder.fit
 
     def load_frames(self, record: ConversationRecord) -> Tensor:
         first, stop = self.frame_range(record)
@@ -106,7 +109,7 @@ class RawFrameDataset(_ConversationDataset):
             path = check_video_path(record.video, self.videos_root)
         except ValueError as exc:
             raise DataError(str(exc), file=self.path, record=record.id, field="video") from None
-        with open_source(path, fps=record.fps, max_side=self.image_size, allowed_root=self.videos_root) as source:
+        with open_source(path, fps=record.fps, fit=self.fit, allowed_root=self.videos_root) as source:
             images = [frame.image for frame in islice(source, first, stop)]
         if len(images) < stop - first:
             raise DataError(f"needs frames {first}..{stop - 1} but the video gives {first + len(images)}",

@@ -1,8 +1,10 @@
 """Pre-extracting frame tokens for every video under a folder (``streamvlm encode``).
 
 Videos are sharded across processes (rank r of world w takes every w-th video in sorted order),
-outputs that already exist and are complete are skipped, and a video that cannot be decoded is
-counted and reported without stopping the others.
+frames are decoded at the encoder's fit (one resize: :mod:`streamvlm.video.resize`), each file
+records how its frames were made (:class:`~.features.FrameRecord`), outputs that already exist,
+are complete and were made by this encoder are skipped (others are encoded again), and a video
+that cannot be decoded is counted and reported without stopping the others.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..frame_encoder import FrameEncoder
 from ..video import open_source
-from .features import feature_path, is_complete, write_features
+from .features import FeatureInfo, feature_path, read_info, write_features
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 
@@ -27,7 +29,9 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 class EncodeReport:
     encoded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    """Outputs that already existed and were complete."""
+    """Outputs that already existed, complete and made by this encoder."""
+    redone: list[str] = field(default_factory=list)
+    """Outputs that existed but were made another way (or do not say): encoded again (also in ``encoded``)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     """``(video, reason)`` of videos that could not be decoded or held no frame."""
 
@@ -52,7 +56,7 @@ def shard(items: Sequence[str], rank: int, world_size: int) -> list[str]:
 def encode_video(encoder: FrameEncoder, path: Path, fps: float, batch_size: int) -> torch.Tensor:
     """Decode ``path`` at ``fps`` and encode it in chunks -> ``[N, T, D_vision]`` (float32)."""
     outs, chunk = [], []
-    with open_source(path, fps=fps, max_side=encoder.image_size, allow_urls=False) as source:
+    with open_source(path, fps=fps, fit=encoder.fit, allow_urls=False) as source:
         for frame in source:
             chunk.append(frame.image)
             if len(chunk) == batch_size:
@@ -82,11 +86,13 @@ def encode_folder(encoder: FrameEncoder, videos_root: str | Path, out_dir: str |
                   rank: int = 0, world_size: int = 1, batch_size: int = 32, progress: bool = True) -> EncodeReport:
     """Encode this rank's share of the videos under ``videos_root`` into ``out_dir``."""
     report = EncodeReport()
+    frames = encoder.frame_record()
     videos = shard(list_videos(videos_root), rank, world_size)
     with tqdm(videos, desc=f"encode [rank {rank}/{world_size}]", unit="video", disable=not progress) as bar:
         for video in bar:  # the bar is closed on errors too, before the error line
             target = feature_path(out_dir, video)
-            if is_complete(target):
+            done = _existing(target)
+            if done is not None and done.frames is not None and not done.frames.differs(frames):
                 report.skipped.append(video)
                 continue
             try:
@@ -95,6 +101,16 @@ def encode_folder(encoder: FrameEncoder, videos_root: str | Path, out_dir: str |
                 report.failed.append((video, str(exc)))
                 bar.set_postfix(failed=len(report.failed))
                 continue
-            write_features(target, tokens, fps, video)
+            write_features(target, tokens, fps, video, frames)
             report.encoded.append(video)
+            if done is not None:
+                report.redone.append(video)
     return report
+
+
+def _existing(path: Path) -> FeatureInfo | None:
+    """The header of a complete feature file at ``path``, or None."""
+    try:
+        return read_info(path)
+    except UserError:
+        return None

@@ -2,23 +2,28 @@
 
 ``FEATURES_DIR/<video path relative to the data root>.safetensors`` holds the tensor
 ``frame_tokens [N, T, D_vision]`` (frame n at time n / fps) and string metadata ``fps``,
-``num_frames``, ``video``, ``tokens_per_frame``. Files are written to a temporary name and
-renamed, so a file with the final name is complete.
+``num_frames``, ``video``, ``tokens_per_frame`` and ``frames``: how the frames were made (a
+:class:`FrameRecord` as JSON: resize rule, image size, pixel normalisation, frame encoder), so that
+``eval`` and ``train`` refuse features made another way than their model takes frames. Files
+written before that record existed have no ``frames``: they are accepted with one warning. Files
+are written to a temporary name and renamed, so a file with the final name is complete.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..errors import DataError
+from ..errors import DataError, StreamvlmWarning
 from ..outputs import follow_umask, os_error
 
 if TYPE_CHECKING:
@@ -27,6 +32,74 @@ if TYPE_CHECKING:
 TENSOR = "frame_tokens"
 SUFFIX = ".safetensors"
 FPS_TOLERANCE = 1e-6
+WEIGHT_TOLERANCE = 1e-2
+"""Relative tolerance on the sampled encoder weights: the same tower in float32, bfloat16 or
+float16 agrees (bfloat16 rounds at 0.4%); another tower differs in every weight."""
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """How frame tokens were made: the frame fit (``resize`` rule, ``image_size``), the pixel
+    normalisation and the frame encoder (its tower type and a sample of its weights). Fields left
+    None are unknown (a model loaded without its tower knows only the first two) and not compared."""
+
+    resize: str
+    image_size: int | None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    tower: str | None = None
+    weights: tuple[float, ...] | None = None
+    """A fixed sample of the tower's weights (see ``FrameEncoder.frame_record``)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, file: str) -> FrameRecord:
+        try:
+            value = json.loads(text)
+            record = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            numbers = [*(record.mean or ()), *(record.std or ()), *(record.weights or ())]
+            if not isinstance(record.resize, str) or not all(isinstance(x, (int, float)) for x in numbers):
+                raise TypeError("wrong types")
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DataError(f"not a frame record ({exc})", file=file, field="frames") from None
+        return record
+
+    def differs(self, other: FrameRecord) -> bool:
+        """Whether the two were made differently, on every field both know."""
+        def known(a: Any, b: Any) -> bool:
+            return a is not None and b is not None
+
+        if self.resize != other.resize or (known(self.image_size, other.image_size)
+                                           and self.image_size != other.image_size):
+            return True
+        if known(self.tower, other.tower) and self.tower != other.tower:
+            return True
+        for a, b, tol in ((self.mean, other.mean, 1e-6), (self.std, other.std, 1e-6),
+                          (self.weights, other.weights, WEIGHT_TOLERANCE)):
+            if known(a, b) and (len(a) != len(b) or any(abs(x - y) > tol * max(abs(x), abs(y), 1e-6)
+                                                        for x, y in zip(a, b))):
+                return True
+        return False
+
+    def describe(self) -> str:
+        """One line: ``upstream resize to 384 px, mean 0.5/0.5/0.5, std ..., siglip_vision_model #1a2b3c``."""
+        parts = [f"{self.resize} resize to {self.image_size if self.image_size is not None else '?'} px"]
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None:
+                parts.append(f"{name} " + "/".join(f"{v:.4g}" for v in values))
+        if self.tower is not None:
+            weights = "" if self.weights is None else " #" + _digest(self.weights)
+            parts.append(f"tower {self.tower}{weights}")
+        return ", ".join(parts)
+
+
+def _digest(values: tuple[float, ...]) -> str:
+    """A short name for a weight sample (for messages; comparisons use the tolerance)."""
+    import hashlib
+
+    return hashlib.sha256(" ".join(f"{v:.2g}" for v in values).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -35,6 +108,8 @@ class FeatureInfo:
     num_frames: int
     tokens_per_frame: int
     video: str
+    frames: FrameRecord | None = None
+    """How the frames were made; None in files written before it was recorded."""
 
 
 def feature_path(features_dir: str | Path, video: str) -> Path:
@@ -55,7 +130,8 @@ def read_info(path: str | Path) -> FeatureInfo:
     except SafetensorError as exc:
         raise DataError(f"not a readable safetensors file (truncated or corrupt: {exc})", file=file) from None
     try:
-        info = FeatureInfo(float(meta["fps"]), int(meta["num_frames"]), int(meta["tokens_per_frame"]), meta["video"])
+        info = FeatureInfo(float(meta["fps"]), int(meta["num_frames"]), int(meta["tokens_per_frame"]), meta["video"],
+                           FrameRecord.from_json(meta["frames"], file) if "frames" in meta else None)
     except (KeyError, ValueError) as exc:
         raise DataError(f"bad or missing metadata ({exc})", file=file, field="metadata") from None
     if not math.isfinite(info.fps) or info.fps <= 0:
@@ -80,15 +156,19 @@ def load_frames(path: str | Path, first: int, stop: int) -> Tensor:
         return f.get_slice(TENSOR)[first:stop]
 
 
-def write_features(path: str | Path, frame_tokens: Tensor, fps: float, video: str) -> None:
-    """Write ``frame_tokens [N, T, D_vision]`` atomically (temporary file, then rename), with the
-    mode a new file gets (safetensors itself creates it 0600). A write that fails (a full disk)
-    raises the OSError naming ``path``, and leaves no temporary file."""
+def write_features(path: str | Path, frame_tokens: Tensor, fps: float, video: str,
+                   frames: FrameRecord | None = None) -> None:
+    """Write ``frame_tokens [N, T, D_vision]`` and how its ``frames`` were made, atomically
+    (temporary file, then rename), with the mode a new file gets (safetensors itself creates it
+    0600). A write that fails (a full disk) raises the OSError naming ``path``, and leaves no
+    temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     meta = {"fps": repr(float(fps)), "num_frames": str(frame_tokens.shape[0]),
             "tokens_per_frame": str(frame_tokens.shape[1]), "video": video}
+    if frames is not None:
+        meta["frames"] = frames.to_json()
     try:
         save_file({TENSOR: frame_tokens.detach().contiguous().cpu()}, str(tmp), metadata=meta)
         follow_umask(tmp)
@@ -102,18 +182,26 @@ def write_features(path: str | Path, frame_tokens: Tensor, fps: float, video: st
 
 
 
+_WARNED: set[str] = set()
+"""Feature folders already warned about (files without a frame record): one line per folder and process."""
+
+
 class FeatureStore:
     """The frame tokens of conversations, read from a features folder and checked: the file's fps
-    equals the conversation's, it holds every frame the conversation needs, the tokens per frame
-    and width fit the model (when given), and the values are finite. Frame ``i`` of a conversation
-    is feature frame ``round(start * fps) + i``."""
+    equals the conversation's, it holds every frame the conversation needs, the tokens per frame,
+    width and the way frames were made (``frames``: :class:`FrameRecord`) fit the model (when
+    given), and the values are finite. Frame ``i`` of a conversation is feature frame
+    ``round(start * fps) + i``. Files without a frame record are accepted, with one warning."""
 
-    def __init__(self, features_dir: str | Path, tokens_per_frame: int | None = None, width: int | None = None) -> None:
+    def __init__(self, features_dir: str | Path, tokens_per_frame: int | None = None, width: int | None = None,
+                 frames: FrameRecord | None = None) -> None:
         self.dir = Path(features_dir)
         if not self.dir.is_dir():
             raise DataError("features folder not found", file=str(features_dir))
         self.tokens_per_frame = tokens_per_frame
         self.width = width
+        self.expected = frames
+        """How the model takes frames (None: not checked)."""
         self._infos: dict[str, FeatureInfo] = {}
 
     def check(self, record: ConversationRecord) -> tuple[Path, FeatureInfo]:
@@ -129,11 +217,42 @@ class FeatureStore:
         if self.tokens_per_frame is not None and info.tokens_per_frame != self.tokens_per_frame:
             raise DataError(f"{info.tokens_per_frame} tokens per frame, the model uses {self.tokens_per_frame}",
                             field="tokens_per_frame", **where)
+        self.check_frames(path, info)
         first, stop = record.frame_range()
         if stop > info.num_frames:
             raise DataError(f"needs frames {first}..{stop - 1} but the file holds {info.num_frames}",
                             field="num_frames", **where)
         return path, info
+
+    def check_frames(self, path: Path, info: FeatureInfo) -> None:
+        """Refuse a file whose frames were made otherwise than the model takes them (both named);
+        warn once about files that do not say."""
+        if self.expected is None:
+            return
+        if info.frames is None:
+            if str(self.dir) not in _WARNED:
+                _WARNED.add(str(self.dir))
+                warnings.warn(f"{self.dir}: feature files without a record of how their frames were made "
+                              f"(written before streamvlm recorded it, e.g. {path.name}); assumed to match the "
+                              "model (re-encode with `streamvlm encode` to have them checked)", StreamvlmWarning,
+                              stacklevel=3)
+            return
+        if info.frames.differs(self.expected):
+            raise DataError(f"features made with {info.frames.describe()}; the model takes "
+                            f"{self.expected.describe()} (re-encode them with `streamvlm encode` and this model)",
+                            file=str(path), field="frames")
+
+    def check_all(self, records: list[ConversationRecord]) -> None:
+        """:meth:`check_frames` on the feature files of ``records`` that exist (headers only), so a
+        run refuses features made another way before it starts; other problems stay per record."""
+        for video in dict.fromkeys(r.video for r in records):
+            path = feature_path(self.dir, video)
+            if path.is_file():
+                try:
+                    info = read_info(path)
+                except DataError:
+                    continue
+                self.check_frames(path, info)
 
     def frames(self, record: ConversationRecord) -> Tensor:
         """``[N, T, D_vision]`` frame tokens of ``record`` (see the class doc for the checks)."""

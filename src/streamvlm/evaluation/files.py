@@ -94,7 +94,10 @@ def evaluate_records(model, records: list, data: str | Path, features: str | Pat
     if not stream_items and not (opt.downstream and task_items):
         raise UserError(f"{data}: nothing to evaluate (no conversation lines"
                         f"{'' if opt.downstream else '; downstream lines need --downstream'})")
-    reader = FeatureReader(features, model.config.tokens_per_frame, model.config.vision_hidden_size)
+    from ..frame_encoder import model_frame_record
+
+    reader = FeatureReader(features, model.config.tokens_per_frame, model.config.vision_hidden_size,
+                           frames=model_frame_record(model))
     for item in items:  # every feature file present and consistent before any scoring
         reader.check(item.record)
     rules = resolve_rules(opt, model.config)

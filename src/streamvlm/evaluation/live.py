@@ -480,31 +480,35 @@ def world_clips(world: Any) -> list[Clip]:
             for v in world.videos]
 
 
-def stream_frames(stream: Stream, fps: float, max_side: int | None) -> Iterator[Any]:
-    """The sampled frames of ``stream``'s videos, decoded one after the other, times and indices
-    running on across clips."""
+def stream_frames(stream: Stream, fps: float, fit: Any) -> Iterator[Any]:
+    """The sampled frames of ``stream``'s videos, decoded one after the other at ``fit`` (the
+    model's :class:`~streamvlm.video.resize.FrameFit`), times and indices running on across clips."""
     from ..video import open_source
     from ..video.frames import Frame
 
     index = 0
     for offset, clip in zip(stream.offsets, stream.clips):
-        with open_source(clip.path, fps=fps, max_side=max_side) as source:
+        with open_source(clip.path, fps=fps, fit=fit) as source:
             for frame in source:
                 yield Frame(round(offset + frame.time, 6), index, frame.image)
                 index += 1
 
 
-def feature_frames(stream: Stream, features_dir: Path, fps: float, relative_to: dict[str, str]) -> Iterator[Any]:
+def feature_frames(stream: Stream, features_dir: Path, fps: float, relative_to: dict[str, str],
+                   frames: Any = None) -> Iterator[Any]:
     """The frames of ``stream`` from pre-extracted frame tokens (``streamvlm encode``): the
-    ``image`` of each frame is its ``[T, D_vision]`` tokens (see :class:`FeatureConsumer`)."""
-    from ..data.features import feature_path, load_frames, read_info
+    ``image`` of each frame is its ``[T, D_vision]`` tokens (see :class:`FeatureConsumer`). Files
+    made otherwise than ``frames`` (a :class:`~streamvlm.data.features.FrameRecord`) are refused."""
+    from ..data.features import FeatureStore, feature_path, load_frames, read_info
     from ..errors import DataError
     from ..video.frames import Frame
 
     index = 0
+    store = FeatureStore(features_dir, frames=frames)
     for offset, clip in zip(stream.offsets, stream.clips):
         path = feature_path(features_dir, relative_to[clip.uid])
         info = read_info(path)
+        store.check_frames(path, info)
         if abs(info.fps - fps) > 1e-6:
             raise DataError(f"features are at {info.fps} fps, the stream at {fps} fps (--fps)", file=str(path))
         count = min(info.num_frames, math.ceil(clip.duration * fps - _EPS))

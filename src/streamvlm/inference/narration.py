@@ -19,6 +19,7 @@ from .config import GenerationConfig, StreamOptions
 if TYPE_CHECKING:
     from ..model import StreamVLM
     from ..video import FrameSource
+    from ..video.resize import FrameFit
     from .assistant import LiveAssistant
 
 NARRATE_INSTRUCTION = "Please concisely narrate the video in real time."
@@ -38,11 +39,12 @@ def build_assistant(model: StreamVLM, generation: GenerationConfig | None = None
     return LiveAssistant(model, generation or GenerationConfig(), kv_policy=policy)
 
 
-def frame_side(model: StreamVLM) -> int:
-    """Decode frames no larger than needed: twice the frame encoder's input side (at least 64)."""
+def frame_fit(model: StreamVLM) -> FrameFit:
+    """The size frames are decoded at for ``model``: its frame encoder's input (one resize, at
+    decoding, by the encoder's rule; see :mod:`streamvlm.video.resize`)."""
     if model.frame_encoder is None:
         raise UserError("this model has no frame encoder (vision tower); it cannot watch videos")
-    return max(64, 2 * model.frame_encoder.image_size)
+    return model.frame_encoder.fit
 
 
 def folder_root(source: str) -> str | None:
@@ -68,13 +70,13 @@ def preflight(source: str) -> None:
 
 def open_for(model: StreamVLM, source: str, stream: StreamOptions | None = None) -> tuple[FrameSource, float]:
     """Open ``source`` for ``model``: sampled at ``stream.fps`` (default the model's), decoded at
-    :func:`frame_side` (an image folder as its own data root, see :func:`folder_root`). Returns
+    :func:`frame_fit` (an image folder as its own data root, see :func:`folder_root`). Returns
     the source and its fps."""
     from ..video import open_source
 
     stream = stream or StreamOptions()
     fps = stream.fps if stream.fps is not None else model.config.frame_fps
-    return open_source(source, fps=fps, max_side=frame_side(model), realtime=stream.realtime,
+    return open_source(source, fps=fps, fit=frame_fit(model), realtime=stream.realtime,
                        allowed_root=folder_root(source)), fps
 
 

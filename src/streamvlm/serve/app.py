@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..inference.config import GenerationConfig, StreamOptions, TimedQuery, parse_query
-from ..inference.narration import NARRATE_INSTRUCTION, event_record, frame_side
+from ..inference.narration import NARRATE_INSTRUCTION, event_record, frame_fit
 from .limits import MAX_BACKLOG, MAX_ERRORS, MAX_PENDING_QUERIES, ServeLimits, check_access
 from .logs import Throttled, log
 from .metrics import ServeMetrics
@@ -86,7 +86,7 @@ def create_app(model: Any, *, generation: GenerationConfig | None = None, stream
     metrics = ServeMetrics()
     fps = stream.fps if stream.fps is not None else float(model.config.frame_fps)
     scheduler = Scheduler(model, generation, kv_budget=stream.kv_budget, limits=limits, metrics=metrics,
-                          max_side=frame_side(model))
+                          fit=frame_fit(model))
     state = ServeState(scheduler, limits, model, stream, fps, api_key, metrics)
 
     @contextlib.asynccontextmanager
@@ -167,7 +167,8 @@ async def _stream(ws: WebSocket, state: ServeState) -> None:
     try:
         limits = state.limits
         await ws.send_text(SessionMessage(
-            id=session.id, fps=state.fps, frame_side=state.scheduler.max_side or 0,
+            id=session.id, fps=state.fps, frame_side=state.scheduler.fit.size if state.scheduler.fit else 0,
+            frame_resize=state.scheduler.fit.rule if state.scheduler.fit else None,
             threshold=session.assistant.session.gen.threshold,
             limits=Limits(max_message_bytes=limits.max_message_bytes, max_image_pixels=limits.max_image_pixels,
                           max_query_chars=limits.max_query_chars, queue_frames=limits.queue_frames,
@@ -453,7 +454,7 @@ def _not_a_video(path: Path, size: int, exc: Exception) -> str:
 def _open_upload(state: ServeState, path: Path) -> Any:
     from ..video import open_source
 
-    return open_source(str(path), fps=state.fps, max_side=frame_side(state.model), allow_urls=False,
+    return open_source(str(path), fps=state.fps, fit=frame_fit(state.model), allow_urls=False,
                        max_pixels=state.limits.max_image_pixels)
 
 

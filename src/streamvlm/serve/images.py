@@ -6,11 +6,15 @@ before FFmpeg sees the image (``video.metadata``), so it cannot be inflated or m
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..video.imagesize import _jpeg_size, _webp_size, image_codec
 from ..video.metadata import ImageDataError
+
+if TYPE_CHECKING:
+    from ..video.resize import FrameFit
 
 
 class ImageError(ValueError):
@@ -37,8 +41,11 @@ def sniff(data: bytes) -> tuple[str, tuple[int, int] | None] | None:
     return None
 
 
-def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]`` (long side at most ``max_side``); :class:`ImageError` otherwise."""
+def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None, fit: FrameFit | None = None
+                 ) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]``: scaled to ``fit`` (the model's input size, as every other path does:
+    :mod:`streamvlm.video.resize`), or with its long side at most ``max_side``; :class:`ImageError`
+    otherwise."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -63,6 +70,10 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None) -> np.nd
         raise ImageError("bad_frame", f"the {codec} image cannot be decoded")
     if frame.width * frame.height > max_pixels:
         raise ImageError("image_too_large", f"image of {frame.width}x{frame.height} exceeds the limit")
+    if fit is not None:
+        from ..video.resize import FrameResizer
+
+        return FrameResizer(fit)(frame)
     return to_rgb(frame, max_side, VideoReformatter())
 
 

@@ -146,7 +146,12 @@ class SessionMessage(_Message):
     fps: float
     """Frames per second the model was trained at: send frames at this rate."""
     frame_side: int
-    """Frames are downscaled so their long side is at most this (send them no larger)."""
+    """The long side of the frames the model takes: the server scales every frame to it (with
+    ``frame_resize``'s rule); send frames no larger."""
+    frame_resize: Literal["streamvlm", "upstream"] | None = None
+    """The model's resize rule (``vision.resize``): a client that scales frames to ``frame_side`` by
+    it (:class:`streamvlm.video.resize.FrameFit`) sends exactly what the server would have made, and
+    the frame is resized once. None (older servers): ``frame_side`` is only an upper bound."""
     threshold: float
     limits: Limits
 

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from .limits import QUESTIONS_PER_FRAME, ServeLimits
 from .logs import log
 from .metrics import ServeMetrics
 from .protocol import AssistantDeltaMessage, AssistantMessage, CloseCode, ErrorMessage, UserMessage
+
+if TYPE_CHECKING:
+    from ..video.resize import FrameFit
 
 
 @dataclass(frozen=True)
@@ -96,14 +99,15 @@ class Scheduler:
     """The model's one worker thread and the sessions it serves."""
 
     def __init__(self, model: Any, generation: GenerationConfig, *, kv_budget: int | None, limits: ServeLimits,
-                 metrics: ServeMetrics, max_side: int | None) -> None:
+                 metrics: ServeMetrics, fit: FrameFit | None) -> None:
         self.model = model
         self.generation = generation
         self.kv_policy = stream_policy(model, kv_budget, len(LayoutIds.from_model(model).start))
         """Every session's (None: unbounded); checked once, here, not at each session."""
         self.limits = limits
         self.metrics = metrics
-        self.max_side = max_side
+        self.fit = fit
+        """The size client images are scaled to (the model's input: one resize), None: as sent."""
         self._cond = threading.Condition()
         self._sessions: dict[str, Session] = {}
         self._turn: deque[str] = deque()
@@ -334,7 +338,7 @@ class Scheduler:
         image = frame.payload
         if isinstance(image, bytes):
             try:
-                image = decode_image(image, max_pixels=self.limits.max_image_pixels, max_side=self.max_side)
+                image = decode_image(image, max_pixels=self.limits.max_image_pixels, fit=self.fit)
             except ImageError as exc:
                 session.rejected += 1
                 self.metrics.frames_rejected.inc()

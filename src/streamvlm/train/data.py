@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..conversation import ConversationRenderer, RenderedConversation, Turn
 from ..data.dataset import RawFrameDataset, StreamingDataset
+from ..data.features import FrameRecord
 from ..data.jsonl import ConversationRecord, read_jsonl
 from ..errors import ConfigError
 from ..frame_encoder import FrameEncoder
@@ -49,15 +50,17 @@ def training_texts(records: Sequence[ConversationRecord]) -> list[str]:
 
 
 def build_dataset(data: DataSection, renderer: ConversationRenderer, split: str = "train",
-                  encoder: FrameEncoder | None = None) -> Dataset:
+                  encoder: FrameEncoder | None = None, frames: FrameRecord | None = None) -> Dataset:
     """The dataset of ``data.train`` (or ``data.val`` with ``split="val"``) for ``data.method``.
 
-    Raw videos (``data.videos``) need the model's frame ``encoder`` for preprocessing.
+    Raw videos (``data.videos``) need the model's frame ``encoder`` for preprocessing; features
+    (``data.features``) made otherwise than ``frames`` says (how the model takes frames:
+    ``model_frame_record``) are refused.
     """
     file = data.train if split == "train" else data.val
     wrapped = TransformedRenderer(renderer, get_transform(data.method))
     if data.features is not None:
-        dataset: Dataset = StreamingDataset(file, data.features, wrapped)
+        dataset: Dataset = StreamingDataset(file, data.features, wrapped, frames=frames)
     elif encoder is None:
         raise ConfigError("data.videos: raw frames need the model's image tower (model.with_vision = true)")
     else:

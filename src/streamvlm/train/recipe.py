@@ -41,6 +41,7 @@ from ..checkpoint import load_pretrained, save_pretrained
 from ..collate import Batch, collate
 from ..data.jsonl import ConversationRecord
 from ..errors import ConfigError, UserError
+from ..frame_encoder import model_frame_record
 from ..language_model import apply_lora
 from ..model import StreamVLM, StreamVLMOutput
 from ..presets import MODEL_PRESETS, train_tokenizer
@@ -254,8 +255,10 @@ class TrainingRecipe:
         """Datasets (checked against the model), the collate pad id and the step counts."""
         cfg = self.cfg
         self.raw_frames = cfg.data.videos is not None  # pixels [N, 3, S, S], else features [N, T, D]
-        self.train_set = build_dataset(cfg.data, model.renderer, "train", model.frame_encoder)
-        self.val_set = build_dataset(cfg.data, model.renderer, "val", model.frame_encoder) if cfg.data.val else None
+        frames = model_frame_record(model)  # features made another way are refused
+        self.train_set = build_dataset(cfg.data, model.renderer, "train", model.frame_encoder, frames)
+        self.val_set = build_dataset(cfg.data, model.renderer, "val", model.frame_encoder, frames) \
+            if cfg.data.val else None
         check_frames(self.train_set, model, cfg.data.train)
         if len(self.train_set) < self.world:
             raise ConfigError(f"data.train: {len(self.train_set)} conversations cannot feed {self.world} processes")

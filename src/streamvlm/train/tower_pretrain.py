@@ -47,23 +47,26 @@ from ..data.synth.spec import SynthWorld, VideoSpec
 from ..errors import DataError
 from ..frame_encoder import FrameEncoder, save_frame_encoder
 from ..video import open_source
+from ..video.resize import FrameFit
 from .config import TowerPretrainOptions
 from .optim import make_optimizer, make_scheduler
 
 
-def load_world_frames(world_dir: str | Path, fps: float, image_size: int, *,
+def load_world_frames(world_dir: str | Path, fps: float, fit: FrameFit | int, *,
                       progress: bool = True) -> tuple[Tensor, Tensor]:
-    """Decode every video of a synthetic world at ``fps`` -> uint8 frames ``[N, H, W, 3]`` and
-    their labels int64 ``[N, F]`` (columns: :data:`~streamvlm.data.synth.labels.LABEL_FIELDS`)."""
+    """Decode every video of a synthetic world at ``fps`` and ``fit`` (the encoder's; an int: its
+    image size, streamvlm's rule) -> uint8 frames ``[N, H, W, 3]`` and their labels int64 ``[N, F]``
+    (columns: :data:`~streamvlm.data.synth.labels.LABEL_FIELDS`)."""
     from tqdm.auto import tqdm
 
     world = SynthWorld.load(world_dir)
+    fit = fit if isinstance(fit, FrameFit) else FrameFit(fit)
     images, labels = [], []
     for spec in tqdm(world.videos, desc=f"decode {Path(world_dir).name}", unit="video", disable=not progress):
         path = world.video_path(spec.uid)
         if not path.is_file():
             raise DataError("video listed in world.json is missing", file=str(path))
-        with open_source(path, fps=fps, max_side=image_size, allow_urls=False) as source:
+        with open_source(path, fps=fps, fit=fit, allow_urls=False) as source:
             frames = list(source)
         images += [f.image for f in frames]
         labels.append(frame_labels(spec, [f.time for f in frames]))
@@ -264,11 +267,11 @@ def pretrain_tower(vision: VisionConfig, train_world: str | Path | None, out_dir
     heads = LabelHeads(encoder.tokens_per_frame, encoder.hidden_size)
     h_images = h_labels = None
     if heldout_world is not None:
-        h_images, h_labels = load_world_frames(heldout_world, opt.fps, encoder.image_size, progress=progress)
+        h_images, h_labels = load_world_frames(heldout_world, opt.fps, encoder.fit, progress=progress)
     if fresh is None:
         if train_world is None:
             raise ValueError("pretrain_tower needs a train_world or fresh layouts")
-        images, labels = load_world_frames(train_world, opt.fps, encoder.image_size, progress=progress)
+        images, labels = load_world_frames(train_world, opt.fps, encoder.fit, progress=progress)
         frames = len(images)
         total = math.ceil(frames / opt.batch_size) * opt.epochs
     else:

@@ -35,6 +35,7 @@ from streamvlm.video.decoding import (
 from streamvlm.video.frames import DecodeStats, Frame
 from streamvlm.video.live import LiveReader
 from streamvlm.video.locate import Location, list_images, locate
+from streamvlm.video.resize import FrameFit, FrameResizer
 from streamvlm.video.sampling import TimestampSampler
 
 
@@ -42,6 +43,7 @@ from streamvlm.video.sampling import TimestampSampler
 class _Options:
     fps: float
     max_side: int | None
+    fit: FrameFit | None
     read_timeout: float
     max_pixels: int
     max_duration: float | None
@@ -109,7 +111,8 @@ class FrameSource(Iterator[Frame], AbstractContextManager):
 
 
 def open_source(source: str | os.PathLike, *, fps: float, max_side: int | None = None,
-                allowed_root: str | os.PathLike | None = None, allow_urls: bool | None = None,
+                fit: FrameFit | None = None, allowed_root: str | os.PathLike | None = None,
+                allow_urls: bool | None = None,
                 read_timeout: float = 5.0, max_pixels: int = 4096 * 4096,
                 max_duration: float | None = None, max_bad_ratio: float = 0.5,
                 realtime: bool = False) -> FrameSource:
@@ -117,6 +120,8 @@ def open_source(source: str | os.PathLike, *, fps: float, max_side: int | None =
     the first frame whose timestamp is at or after it (see ``sampling.TimestampSampler``).
 
     max_side: downscale (aspect kept) so the long side is at most this many pixels.
+    fit: instead, scale every frame once to a model's input size (``FrameEncoder.fit``; see
+        ``video.resize``): the frame encoder then does no resize of its own.
     allowed_root: local paths must resolve under this folder (for an image folder, every image
         too: one symlinked outside refuses the folder); URLs are then refused unless
         ``allow_urls=True`` (``allow_urls`` None means: allowed exactly when no root is set).
@@ -130,7 +135,7 @@ def open_source(source: str | os.PathLike, *, fps: float, max_side: int | None =
         first one (wall clock), so a file plays like a live camera.
     Raises VideoError (one line naming the source) when the source cannot be used.
     """
-    opts = _check_options(fps, max_side, read_timeout, max_pixels, max_duration, max_bad_ratio)
+    opts = _check_options(fps, max_side, read_timeout, max_pixels, max_duration, max_bad_ratio, fit=fit)
     location = locate(source, allowed_root=allowed_root, allow_urls=allow_urls)
     stats = DecodeStats()
     if location.kind == "images":
@@ -152,7 +157,7 @@ def probe(source: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
 
 
 def _check_options(fps: float, max_side: int | None, read_timeout: float, max_pixels: int,
-                   max_duration: float | None, max_bad_ratio: float) -> _Options:
+                   max_duration: float | None, max_bad_ratio: float, *, fit: FrameFit | None = None) -> _Options:
     def positive(value: float) -> bool:
         return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -160,6 +165,8 @@ def _check_options(fps: float, max_side: int | None, read_timeout: float, max_pi
         raise ConfigError(f"fps must be a positive number, got {fps!r}")
     if max_side is not None and not (isinstance(max_side, int) and max_side >= 1):
         raise ConfigError(f"max_side must be a positive integer, got {max_side!r}")
+    if fit is not None and (max_side is not None or not isinstance(fit, FrameFit)):
+        raise ConfigError(f"fit must be a FrameFit, and not given with max_side, got {fit!r}")
     if not positive(read_timeout):
         raise ConfigError(f"read_timeout must be a positive number of seconds, got {read_timeout!r}")
     if not (isinstance(max_pixels, int) and max_pixels >= 1):
@@ -168,7 +175,7 @@ def _check_options(fps: float, max_side: int | None, read_timeout: float, max_pi
         raise ConfigError(f"max_duration must be a positive number of seconds, got {max_duration!r}")
     if not (isinstance(max_bad_ratio, (int, float)) and 0 <= max_bad_ratio <= 1):
         raise ConfigError(f"max_bad_ratio must lie in [0, 1], got {max_bad_ratio!r}")
-    return _Options(float(fps), max_side, float(read_timeout), max_pixels,
+    return _Options(float(fps), max_side, fit, float(read_timeout), max_pixels,
                     None if max_duration is None else float(max_duration), float(max_bad_ratio))
 
 
@@ -202,7 +209,7 @@ def _sample(frames: Iterator[av.VideoFrame], name: str, info: StreamInfo, opts: 
     ``origin`` (the stream's start; the first timestamp seen when None)."""
     step = 1.0 / info.native_fps if info.native_fps else 1.0 / opts.fps
     sampler = TimestampSampler(opts.fps, step)
-    reformatter = VideoReformatter()
+    convert = _converter(opts)
     emitted = 0
     for frame in frames:
         raw = frame.time
@@ -216,10 +223,19 @@ def _sample(frames: Iterator[av.VideoFrame], name: str, info: StreamInfo, opts: 
         if frame.width * frame.height > opts.max_pixels:
             raise VideoError(f"{name}: frame of {frame.width}x{frame.height} exceeds the limit "
                              f"of {opts.max_pixels} pixels")
-        yield sample_time, to_rgb(frame, opts.max_side, reformatter)
+        yield sample_time, convert(frame)
         emitted += 1
     if not emitted:
         raise VideoError(f"{name}: no decodable video frames")
+
+
+def _converter(opts: _Options) -> Callable[[av.VideoFrame], np.ndarray]:
+    """Decoded frame -> RGB ``[H, W, 3]``: fitted to ``opts.fit``, or bounded by ``opts.max_side``.
+    One per source (the scaler contexts are kept between frames)."""
+    if opts.fit is not None:
+        return FrameResizer(opts.fit)
+    reformatter = VideoReformatter()
+    return lambda frame: to_rgb(frame, opts.max_side, reformatter)
 
 
 def _closing(container: av.container.InputContainer, samples: Iterator[tuple[float, np.ndarray]]
@@ -255,14 +271,14 @@ def _image_samples(name: str, images: list[tuple[str, str]], opts: _Options, sta
                    ) -> Iterator[tuple[float, np.ndarray]]:
     """(i / fps, RGB [H, W, 3]) for each decodable image i; broken ones are counted and skipped."""
     counter = BadFrameCounter(name, stats, opts.max_bad_ratio)
-    reformatter = VideoReformatter()
+    convert = _converter(opts)
     for i, (image, path) in enumerate(images):
         decoded = read_image(path, image, name, opts.max_pixels)
         if decoded is None:
             counter.bad()
             continue
         counter.good()
-        yield i / opts.fps, to_rgb(decoded[0], opts.max_side, reformatter)
+        yield i / opts.fps, convert(decoded[0])
 
 
 def _open_live(location: Location, opts: _Options, stats: DecodeStats) -> FrameSource:

@@ -105,11 +105,14 @@ class Runner:
     """One run of one annotation file: passes, plans, scores, records."""
 
     def __init__(self, settings: Settings, probes: Sequence[Probe], streamer: Streamer, judge: Judge,
-                 records: RecordFile, *, blind: bool = True, progress: Callable[[int], None] | None = None,
+                 records: RecordFile, *, blind: bool = True, videos: Sequence[str] = (),
+                 progress: Callable[[int], None] | None = None,
                  frames_done: Callable[[int], None] | None = None) -> None:
+        """``videos``: every video of the annotation files, in order (the blind pass shows each
+        probe the next one's frames; default: the probes' own videos)."""
         self.settings, self.probes, self.streamer, self.judge = settings, list(probes), streamer, judge
         self.records = records
-        self.store = FrameStore(streamer, settings, [p.video for p in probes])
+        self.store = FrameStore(streamer, settings, list(videos) or [p.video for p in probes])
         self.passes = PASSES if blind and len(self.store.order) > 1 else PASSES[:1]
         self.progress, self.frames_done = progress or (lambda n: None), frames_done
 

@@ -86,7 +86,7 @@ class Options:
     short questions, such as the embedded one)."""
     instruction: str = NARRATE_INSTRUCTION
     """Online: asked at 0 s of every stream, its answer not scored ('' asks nothing)."""
-    tasks: list[str] = field(default_factory=list)
+    tasks: Annotated[list[str], Arg(nargs="+")] = field(default_factory=list)
     """Only these tasks (names as in the file, or StreamingBench's abbreviations such as ACP)."""
     limit: PositiveInt | None = None
     """Only the first N probes of the file."""
@@ -178,6 +178,7 @@ def _run(options: Options) -> int:
         probes += found
     if not probes:
         raise UserError(f"no probe of the tasks {' '.join(options.tasks)} in {' '.join(options.inputs)}")
+    videos = [p.video for p in probes]
     probes = probes[: options.limit]
     annotations = " ".join(options.inputs)
     judge = _judge(options.judge)
@@ -195,7 +196,7 @@ def _run(options: Options) -> int:
     records = RecordFile(options.run_file, header)
     start, frames = time.monotonic(), [0]
     try:
-        runner = Runner(settings, probes, streamer, judge, records, blind=options.blind)
+        runner = Runner(settings, probes, streamer, judge, records, blind=options.blind, videos=videos)
         bar = tqdm(total=runner.remaining(), unit="probe", desc=options.action, disable=options.no_progress,
                    file=sys.stderr, dynamic_ncols=True)
 

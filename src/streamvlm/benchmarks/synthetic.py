@@ -8,7 +8,8 @@ Per video (every choice seeded by the world seed and the video):
 * OVO-Bench: EPM "What did I pick up before I ...?" (the object; distractors: the video's other
   objects, then objects of the world's vocabulary), ASI "What have I done so far?" (the finished
   steps in the reply form the world's live-chat dialogues use; distractors: reversed, one step
-  short, another task's steps), ACR "What am I doing right now?" (the step under way), ATR the
+  short, another task's steps), ACR "What am I doing right now?" (the action under way, as its
+  narration says it; distractors: other verbs on the same objects), ATR the
   colour and OJR the kind of the object in the hand; forward REC (picking something up, counted
   after each pick), SSR (each step: before it, at its start, in its middle), CRR "What will I pick
   up next?" (asked before the pick, the clue when it happens);
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.synth.spec import SynthAction, SynthWorld, VideoSpec
-from ..data.synth.vocabulary import COLOURS, DISTRACTOR_KINDS, TASKS
+from ..data.synth.vocabulary import COLOURS, DISTRACTOR_KINDS, TASKS, VERBS
 from ..errors import UserError
 from ..outputs import write_text_atomic
 
@@ -167,7 +168,8 @@ def _asi(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
     if len(finished) < 2:
         return []
     upto = finished[1] if len(finished) < 3 else finished[rng.randrange(1, len(finished))]
-    time = upto.end + 1
+    after = [s.start for s in spec.steps if s.start > upto.end]
+    time = min(upto.end + 3, (after[0] - 0.5) if after else spec.duration - 1)
     done = _steps_done(spec, time)
     answer = _done_sentence(done)
     pool = [_done_sentence(list(reversed(done))), _done_sentence(done[:-1]),
@@ -180,13 +182,27 @@ def _asi(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
 
 
 def _acr(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
-    steps = [s for s in spec.steps if s.end - s.start >= 2]
+    """The action under way, just after it visibly happens, as the narration says it; distractors:
+    the same objects with the world's other verbs."""
+    actions = [a for a in spec.actions if a.obj or a.tool]
     out = []
-    for step in rng.sample(steps, min(2, len(steps))):
-        answer = f"You are doing: {step.description}."
-        pool = [f"You are doing: {d}." for d in _step_pool(spec, rng)]
-        options, gt = _choice(rng, answer, pool)
-        out.append(_mc("ACR", (step.start + step.end) / 2, "What am I doing right now?", answer, options, gt))
+    for action in rng.sample(actions, min(2, len(actions))):
+        answer = f"You {action.imperative}."
+        options, gt = _choice(rng, answer, _other_actions(spec, action, rng))
+        out.append(_mc("ACR", action.time + 0.5, "What am I doing right now?", answer, options, gt))
+    return out
+
+
+def _other_actions(spec: VideoSpec, action: SynthAction, rng: random.Random) -> list[str]:
+    """Narrations of other verbs on the action's objects (its object first, then its target or tool)."""
+    names = [_description(spec, oid)[4:] for oid in (action.obj, action.target, action.tool) if oid]
+    others = [o.description for o in spec.objects if o.description not in names and o.kind != "drawer"]
+    verbs = [v for v in VERBS.values() if v.name != action.verb and "{obj}" in v.imperative]
+    rng.shuffle(verbs)
+    out = []
+    for verb in verbs:
+        obj, second = names[0], (names[1:] or others or names)[0]
+        out.append("You " + verb.imperative.format(obj=obj, target=second, tool=second) + ".")
     return out
 
 

@@ -152,3 +152,21 @@ def test_judges():
     text = TextJudge()
     assert text.mentions([("The score is 3 now", "3"), ("nothing", "3")]) == [True, False]
     assert [read_rating(r) for r in ("3", "Score: 2", "12", "no idea")] == [3, 2, None, None]
+
+
+def test_a_chat_model_judges_through_an_openai_compatible_endpoint(monkeypatch):
+    """The judge asks a real HTTP endpoint on 127.0.0.1 (a fake OpenAI server) and reads its replies."""
+    from streamvlm.commands.benchmark import JudgeOptions, _judge
+    from tests.docs_fixtures import OPENAI_KEY, FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    server = FakeOpenAI(reply="2")
+    try:
+        judge = _judge(JudgeOptions(judge="openai", judge_model="judge-llm", judge_base_url=server.base_url))
+        assert judge.name == "openai (judge-llm)"
+        assert judge.rate([("q", "Stir.", "You stir."), ("q", "Pour.", "You pour.")]) == [2, 2]
+        server.reply = "Yes, it does."
+        assert judge.mentions([("You pick up the cup.", "pick up something")]) == [True]
+        assert server.hits == 3
+    finally:
+        server.close()

@@ -8,8 +8,9 @@ Per video (every choice seeded by the world seed and the video):
 * OVO-Bench: EPM "What did I pick up before I ...?" (the object; distractors: the video's other
   objects, then objects of the world's vocabulary), ASI "What have I done so far?" (the finished
   steps in the reply form the world's live-chat dialogues use; distractors: reversed, one step
-  short, another task's steps), ACR "What am I doing right now?" (the action under way, as its
-  narration says it; distractors: other verbs on the same objects), ATR the
+  short, another task's steps), ACR "What is the action now? ..." (one of the world's narration
+  instructions; the action under way as its narration says it, against the other verbs of as many
+  objects on the same objects), ATR the
   colour and OJR the kind of the object in the hand; forward REC (picking something up, counted
   after each pick), SSR (each step: before it, at its start, in its middle), CRR "What will I pick
   up next?" (asked before the pick, the clue when it happens);
@@ -181,29 +182,34 @@ def _asi(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
     return [_mc("ASI", time, "What have I done so far?", answer, options, gt)]
 
 
+ACTION_QUESTION = "What is the action now? Please response in short."
+"""How the synthetic editions ask for the action under way: one of the world's own narration
+instructions (:data:`streamvlm.data.convert.templates.NARRATION_INSTRUCTIONS`)."""
+_ONE_OBJECT = ("pick", "put_down", "open", "close")
+_TWO_OBJECTS = ("put_in", "take_out", "stack", "put_on")
+
+
 def _acr(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
-    """The action under way, just after it visibly happens, as the narration says it; distractors:
-    the same objects with the world's other verbs."""
-    actions = [a for a in spec.actions if a.obj or a.tool]
+    """The action under way, just after it visibly happens, as its narration says it; distractors:
+    the other verbs of as many objects on the same objects (so no option is shorter by its form)."""
+    actions = [a for a in spec.actions if a.verb in _ONE_OBJECT + _TWO_OBJECTS + ("cut",)]
+    rng.shuffle(actions)
+    actions.sort(key=lambda a: a.verb == "pick")  # picks are the most frequent action: asked last
     out = []
-    for action in rng.sample(actions, min(2, len(actions))):
+    for action in sorted(actions[:3], key=lambda a: a.time):
         answer = f"You {action.imperative}."
         options, gt = _choice(rng, answer, _other_actions(spec, action, rng))
-        out.append(_mc("ACR", action.time + 0.5, "What am I doing right now?", answer, options, gt))
+        out.append(_mc("ACR", action.time + 0.5, ACTION_QUESTION, answer, options, gt))
     return out
 
 
 def _other_actions(spec: VideoSpec, action: SynthAction, rng: random.Random) -> list[str]:
-    """Narrations of other verbs on the action's objects (its object first, then its target or tool)."""
-    names = [_description(spec, oid)[4:] for oid in (action.obj, action.target, action.tool) if oid]
-    others = [o.description for o in spec.objects if o.description not in names and o.kind != "drawer"]
-    verbs = [v for v in VERBS.values() if v.name != action.verb and "{obj}" in v.imperative]
+    """Narrations of the other verbs that take as many objects, on the action's objects."""
+    obj = _description(spec, action.obj)[4:]
+    second = _description(spec, action.target or action.tool)[4:] if (action.target or action.tool) else None
+    verbs = [v for v in (_ONE_OBJECT if second is None else _TWO_OBJECTS) if v != action.verb]
     rng.shuffle(verbs)
-    out = []
-    for verb in verbs:
-        obj, second = names[0], (names[1:] or others or names)[0]
-        out.append("You " + verb.imperative.format(obj=obj, target=second, tool=second) + ".")
-    return out
+    return ["You " + VERBS[v].imperative.format(obj=obj, target=second) + "." for v in verbs]
 
 
 def _held(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
@@ -279,7 +285,7 @@ def _sb_question(task: str, time: float, question: str, options: list[str], gt: 
 
 def _streamingbench_video(spec: VideoSpec, path: str, rng: random.Random) -> dict[str, Any]:
     questions = []
-    for e in _acr(spec, rng)[:1] + _held(spec, rng):
+    for e in _acr(spec, rng)[:2] + _held(spec, rng):
         task = {"ACR": "Action Recognition", "ATR": "Attribute Recognition", "OJR": "Object Recognition"}[e["task"]]
         questions.append(_sb_question(task, e["realtime"], e["question"], e["options"], e["gt"]))
     picks = [a for a in spec.actions if a.verb == "pick"]

@@ -100,19 +100,21 @@ def plot(runs: Sequence[tuple[str, str, Sequence[dict[str, Any]]]], path: str | 
             if bench == b:
                 columns |= set(task_scores(b, [r for r in records if r["pass"] == "model"]))
         widths.append(max(2, len(columns)))
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(3 + 1.1 * sum(widths), 4.2),
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(2 + 0.75 * sum(widths), 4.2),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(label for label, _, _ in runs))}
     try:
         for ax, benchmark in zip(axes[0], benchmarks):
             mine = [(label, records) for label, b, records in runs if b == benchmark]
             model = [task_scores(benchmark, [r for r in recs if r["pass"] == "model"]) for _, recs in mine]
             columns = [c for c in _column_order(benchmark) if any(c in m for m in model)]
+            if benchmark == "proactivevideoqa" and len(columns) == 2:  # one subset: "All" repeats it
+                columns = columns[:1]
             step = 0.8 / max(1, len(mine))
             for i, ((label, records), scores) in enumerate(zip(mine, model)):
                 xs = [k - 0.4 + step * (i + 0.5) for k in range(len(columns))]
-                ax.bar(xs, [scores.get(c, 0.0) for c in columns], step * 0.9, label=label,
-                       color=colours[i % len(colours)])
+                ax.bar(xs, [scores.get(c, 0.0) for c in columns], step * 0.9, label=label, color=colours[label])
                 blind = task_scores(benchmark, [r for r in records if r["pass"] == "blind"])
                 bx = [x for x, c in zip(xs, columns) if c in blind]
                 ax.scatter(bx, [blind[c] for c in columns if c in blind], marker="_", s=120, color="black",
@@ -128,8 +130,11 @@ def plot(runs: Sequence[tuple[str, str, Sequence[dict[str, Any]]]], path: str | 
             ax.set_title(benchmark + (" (PAUC)" if benchmark == "proactivevideoqa" else ""), fontsize=10)
             ax.set_ylabel("score (%)")
             ax.grid(axis="y", alpha=0.3)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8,
+        legend = {}
+        for ax in axes[0]:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                legend.setdefault(label, handle)
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(6, len(legend)), fontsize=8,
                    bbox_to_anchor=(0.5, -0.02))
         fig.subplots_adjust(bottom=0.25)
         return _save(fig, Path(path), "--out", title)

@@ -371,9 +371,4 @@ class Runner:
                 self._record(name, probe, {"time": first[0], "text": first[1]} if first else None)
 
 
-def chance_of(records: Sequence[dict[str, Any]]) -> float | None:
-    values = [r["chance"] for r in records if r.get("chance") is not None]
-    return sum(values) / len(values) if values else None
-
-
-__all__ = ["BENCHMARKS", "FrameStore", "PASSES", "Runner", "Settings", "check_videos", "chance_of", "load_probes"]
+__all__ = ["BENCHMARKS", "FrameStore", "PASSES", "Runner", "Settings", "check_videos", "load_probes"]

@@ -79,10 +79,6 @@ def _description(spec: VideoSpec, oid: str | None) -> str:
     return f"the {spec.object(oid).description}" if oid else "the table"
 
 
-def _imperative(spec: VideoSpec, action: SynthAction) -> str:
-    return action.imperative
-
-
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:].rstrip(".") + "."
 
@@ -160,7 +156,7 @@ def _epm(spec: VideoSpec, rng: random.Random) -> list[dict[str, Any]]:
             continue
         answer = _description(spec, pick.obj)
         options, gt = _choice(rng, answer, _object_pool(spec, rng, answer))
-        return [_mc("EPM", after.end, f"What did I pick up before I {_imperative(spec, after)}?", answer, options, gt)]
+        return [_mc("EPM", after.end, f"What did I pick up before I {after.imperative}?", answer, options, gt)]
     return []
 
 

@@ -131,6 +131,49 @@ def adapter(cache: Path) -> Path:
     return out
 
 
+def benchmark_data(cache: Path, work: Path) -> None:
+    """The three benchmarks' files where docs/benchmarks.md names them (OVO-Bench's
+    ``data/ovo_bench_new.json`` and ``data/src_videos``, StreamingBench's ``src/data/questions_*.json``
+    and ``data``, ProactiveVideoQA's ``EGO/anno.json``), in their published formats: the synthetic
+    edition of a two-clip world, whose video paths (``videos/UID.mp4``) the documented roots hold."""
+    from streamvlm.benchmarks.synthetic import make_editions
+
+    world = _world(cache, "benchmark-world", 2, 9, 20.0, split="test")
+    editions = cache / "benchmark-editions"
+    if not (editions / "ovo-bench" / "ovo_bench_new.json").is_file():
+        make_editions(world, editions)
+    layout = {
+        "OVO-Bench/data/src_videos": {"ovo-bench/ovo_bench_new.json": "OVO-Bench/data/ovo_bench_new.json"},
+        "StreamingBench/data": {f"streamingbench/questions_{k}.json": f"StreamingBench/src/data/questions_{k}.json"
+                                for k in ("real", "sqa", "proactive")},
+        "ProactiveVideoQA/EGO": {"proactivevideoqa/SYNTH/anno.json": "ProactiveVideoQA/EGO/anno.json"},
+    }
+    for root, files in layout.items():
+        _link(world / "videos", work / root / "videos")
+        for source, name in files.items():
+            _copy(editions / source, work / name)
+    broken = [{"id": 7, "task": "EPM", "video": "a.mp4", "realtime": 5, "question": "What did I take?",
+               "answer": "a cup", "options": ["a cup", "a pen", "a box", "a bowl"], "gt": 4}]
+    (work / "broken.json").write_text(json.dumps(broken), encoding="utf-8")
+
+
+def ovo_results(work: Path) -> None:
+    """Two results files in the shape OVO-Bench's harness writes (``results/MODEL/*.json``)."""
+    def choice(task: str, response: str, letter: str) -> dict[str, Any]:
+        return {"id": 0, "video": "v.mp4", "task": task, "question": "q", "response": response, "ground_truth": letter}
+
+    folder = work / "OVO-Bench/results/MyModel"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "MyModel_EPM_OCR_offline.json").write_text(json.dumps({
+        "backward": [choice("EPM", "A", "A"), choice("EPM", "B", "C")],
+        "realtime": [choice("OCR", "C", "C"), choice("ACR", "D. a cup", "D")], "forward": []}))
+    (folder / "MyModel_REC_SSR_CRR_offline.json").write_text(json.dumps({"backward": [], "realtime": [], "forward": [
+        {"id": 1, "task": "REC", "video": "v.mp4", "test_info": [{"realtime": 3, "count": 2, "response": "2"}]},
+        {"id": 2, "task": "SSR", "video": "v.mp4", "test_info": [{"realtime": 3, "step": "s", "type": 0,
+                                                                  "response": "No"}]},
+        {"id": 3, "task": "CRR", "video": "v.mp4", "test_info": [{"realtime": 3, "type": 1, "response": "No"}]}]}))
+
+
 def first_json_block(doc: Path, needle: str) -> Any:
     """The JSON value of the first ```json block of ``doc`` that contains ``needle``."""
     text = doc.read_text(encoding="utf-8")
@@ -232,6 +275,10 @@ FIXTURES: dict[str, Callable[[Path, Path], None]] = {
         _copy(short_clip(cache), work / "my_videos/my_video.mp4")),  # a symlink would leave the data root
     # DeepSpeed configs are named relative to the checkout (configs/deepspeed/zero2.json)
     "configs": lambda cache, work: _link(REPO / "configs", work / "configs"),
+    # the benchmarks' annotation files, in their published formats, where docs/benchmarks.md names them
+    "benchmark-data": benchmark_data,
+    # OVO-Bench results files for `streamvlm benchmark score ovo-bench`
+    "ovo-results": lambda cache, work: ovo_results(work),
 }
 """Fixture name -> installer(cache folder, working folder)."""
 

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-live": ("eval_live", "stream synthetic clips through a model as in use (its own replies, a KV policy) "
                                "and score them per time window"),
     "probe": ("probe", "how much of what the narrations say a linear probe reads from the frame tokens"),
+    "benchmark": ("benchmark", "OVO-Bench, StreamingBench, ProactiveVideoQA: offline and online, official scoring"),
     "tables": ("tables", "reproduce the paper's ablation tables at CPU scale on the synthetic world"),
     "build-default": ("build_default", "rebuild the embedded default model from scratch"),
 }

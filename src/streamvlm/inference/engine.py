@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from transformers.cache_utils import DynamicLayer
 
 from ..decision import frame_scores, responds
 from ..errors import ConfigError, StreamvlmWarning
@@ -181,6 +182,56 @@ class StreamSession:
         events.append(Event(float(time), "assistant", reply, index))
         return events
 
+    @torch.inference_mode()
+    def score_continuations(self, query: str | list[int], continuations: list[list[int]]) -> list[float]:
+        """Summed log-probability of each continuation (content ids, e.g. an option's text then eos)
+        as the reply to ``query`` asked now, at this frame boundary; divide by its length for the
+        mean. ``query`` is placed as :meth:`push_query` would place it (after the pending ids it
+        completes or replaces); queries queued and not yet answered are not seen. Nothing of the
+        session changes: its cache, counters, pending ids, queued queries and trace stay as they were
+        (the prompt and continuations go to a scratch overlay of the cache, dropped afterwards, so a
+        bounded cache never passes its budget)."""
+        if self.frames_seen == 0:
+            raise ValueError("score_continuations: no frame seen yet")
+        if not continuations or any(not c for c in continuations):
+            raise ValueError("score_continuations: every continuation needs at least one id")
+        after_stream = self._state == "stream"
+        head = [] if after_stream else list(self._pending)
+        if isinstance(query, str):
+            prompt = head + self.model.renderer.encode_query_prompt(query, after_stream)
+        else:
+            opening = self.ids.user_open_after_stream if after_stream else self.ids.user_open_after_reply
+            prompt = head + list(opening) + list(query) + list(self.ids.reply_open_after_user)
+        base = [(layer.keys, layer.values) for layer in self.cache.layers]
+        first, prefix = self._scratch_forward(base, prompt, 1)
+        scores = []
+        for ids in continuations:
+            logits = first
+            if len(ids) > 1:
+                rest, _ = self._scratch_forward(prefix, ids[:-1], len(ids) - 1)
+                logits = torch.cat([first, rest])
+            logits = logits.float()
+            if self.ids.frame_id < logits.shape[-1]:  # as decoding: a placeholder is never a reply token
+                logits[:, self.ids.frame_id] = -math.inf
+            picked = logits.log_softmax(-1).gather(1, torch.tensor(ids, device=logits.device)[:, None])
+            scores.append(float(picked.sum()))
+        return scores
+
+    def _scratch_forward(self, past: list[tuple[Tensor, Tensor]], ids: list[int],
+                         keep: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Feed ``ids`` after ``past`` (per layer keys and values ``[1, H, L, Dh]``) without touching
+        the session's cache; return the logits ``[keep, V]`` of the last ``keep`` positions and the
+        per-layer keys and values with the new ones appended."""
+        model = self.model
+        start = past[0][0].shape[-2] if past else 0
+        cache = StreamCache()
+        cache.layers = [_ScratchLayer(keys, values) for keys, values in past]
+        embeds = model.embed_tokens(torch.tensor([ids], device=model.device))
+        positions = torch.arange(start, start + len(ids), device=model.device)[None]
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True,
+                                   logits_to_keep=keep)
+        return out.logits[0], [(layer.keys, layer.values) for layer in cache.layers]
+
     # ------------------------------------------------------------------ steps
     def _check_time(self, time: float) -> None:
         if not math.isfinite(time):
@@ -311,3 +362,18 @@ class StreamSession:
             self.trace.fed_ids += ids
             if frame_embeds is not None:
                 self.trace.fed_ids += [self.ids.frame_id] * frame_embeds.shape[0]
+
+
+class _ScratchLayer(DynamicLayer):
+    """A layer of a scratch cache over a session's keys and values (never written): an append
+    makes new tensors (``torch.cat``), so the session's own buffers stay as they were."""
+
+    def __init__(self, keys: Tensor, values: Tensor) -> None:
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        self.keys = torch.cat([self.keys, key_states], dim=-2)
+        self.values = torch.cat([self.values, value_states], dim=-2)
+        return self.keys, self.values

@@ -94,14 +94,14 @@ class Streamer:
 
     def __init__(self, source: ModelSource, generation: GenerationConfig, kv_budget: int | None,
                  fps: float | None) -> None:
-        from ..inference.narration import build_assistant, frame_side
+        from ..inference.narration import build_assistant, frame_fit
         from ..loading import load_model
 
         self.model = load_model(source)
         self.generation = generation
         self.assistant = build_assistant(self.model, generation, kv_budget)
         self.fps = float(fps if fps is not None else self.model.config.frame_fps)
-        self.side = frame_side(self.model)
+        self.fit = frame_fit(self.model)
 
     def frames(self, path: Path) -> Frames:
         """Decode ``path`` at the model's fps and encode every frame (in batches of 32)."""
@@ -109,7 +109,7 @@ class Streamer:
         from ..video import open_source
 
         embeds, times, batch = [], [], []
-        with open_source(str(path), fps=self.fps, max_side=self.side) as source:
+        with open_source(str(path), fps=self.fps, fit=self.fit) as source:
             for frame in source:
                 batch.append(frame.image)
                 times.append(frame.time)

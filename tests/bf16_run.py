@@ -22,10 +22,10 @@ def peak_bytes() -> int:
 def main(size: str) -> None:
     import torch
 
-    from streamvlm.inference import GenerationConfig, SinkWindowPolicy, StreamEngine
-    from streamvlm.inference.batch import push_frames
-    from streamvlm.model import StreamVLM
-    from streamvlm.presets import train_tokenizer, videollm_online_8b_config
+    from streamvlm.engine import GenerationConfig, SinkWindowPolicy, StreamEngine
+    from streamvlm.engine.batch import push_frames
+    from streamvlm.model.presets import train_tokenizer, videollm_online_8b_config
+    from streamvlm.model.vlm import StreamVLM
 
     torch.set_num_threads(2)
     config = videollm_online_8b_config()

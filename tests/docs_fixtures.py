@@ -70,7 +70,7 @@ def hub_llm(cache: Path) -> Path:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from streamvlm.presets import tiny_llm_config, train_tokenizer
+        from streamvlm.model.presets import tiny_llm_config, train_tokenizer
 
         tok = train_tokenizer()
         cfg = tiny_llm_config("llama", vocab_size=len(tok))
@@ -106,7 +106,7 @@ def adapter(cache: Path) -> Path:
     from torch import nn
     from transformers import LlamaForCausalLM
 
-    from streamvlm.config import UPSTREAM_LORA_TARGETS
+    from streamvlm.model.config import UPSTREAM_LORA_TARGETS
 
     class UpstreamLiveLlama(LlamaForCausalLM):  # upstream: the causal LM owns the connector
         def __init__(self, config):

@@ -7,9 +7,9 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from streamvlm.config import StreamVLMConfig
-from streamvlm.model import StreamVLM
-from streamvlm.presets import tiny_config, train_tokenizer
+from streamvlm.model.config import StreamVLMConfig
+from streamvlm.model.presets import tiny_config, train_tokenizer
+from streamvlm.model.vlm import StreamVLM
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"

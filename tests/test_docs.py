@@ -595,7 +595,7 @@ def check_pytest(cmd: Command) -> None:
 def check_flags(cmd: Command) -> None:
     """A listed (not run) command: its command exists, its --flags exist; train overrides resolve."""
     from streamvlm.cli import COMMANDS, GROUPS, _split, command_module
-    from streamvlm.commandline import build_parser
+    from streamvlm.cli.flags import build_parser
 
     argv = [re.sub(r"^\[|\]$|\]$", "", a) for a in cmd.argv]
     name, rest = _split(argv)
@@ -629,9 +629,9 @@ def check_python(cmd: Command) -> None:
 
 def run_serve_client(cmd: Command, state: DocState) -> None:
     """Run a python block against a real server; what it prints must be lines of text."""
-    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.model.loading import ModelSource, load_model
     from streamvlm.serve.app import create_app
-    from streamvlm.serve.runner import BackgroundServer
+    from streamvlm.serve.server import BackgroundServer
 
     printed = io.StringIO()
     with BackgroundServer(create_app(load_model(ModelSource(device="cpu")))) as server, _inside(state):

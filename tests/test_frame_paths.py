@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 
-from streamvlm.checkpoint import save_pretrained
-from streamvlm.config import VisionConfig
-from streamvlm.frame_encoder import FrameEncoder
-from streamvlm.model import StreamVLM
-from streamvlm.presets import tiny_config, tiny_tower_config, train_tokenizer
-from tests.commands.conftest import cli  # noqa: F401 (fixture)
+from streamvlm.model.checkpoint import save_pretrained
+from streamvlm.model.config import VisionConfig
+from streamvlm.model.frame_encoder import FrameEncoder
+from streamvlm.model.presets import tiny_config, tiny_tower_config, train_tokenizer
+from streamvlm.model.vlm import StreamVLM
+from tests.cli.conftest import cli  # noqa: F401 (fixture)
 from tests.helpers import write_textured_video
 
 SIZE, ROWS = 64, 34
@@ -54,9 +54,9 @@ def pixels(calls) -> torch.Tensor:
 
 def test_every_path_gives_the_encoder_the_same_pixels(upstream_checkpoint, seen, cli, tmp_path):  # noqa: F811
     from streamvlm.data.dataset import RawFrameDataset
-    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.model.loading import ModelSource, load_model
     from streamvlm.serve.app import create_app
-    from streamvlm.serve.runner import BackgroundServer
+    from streamvlm.serve.server import BackgroundServer
 
     videos = tmp_path / "videos"
     videos.mkdir()

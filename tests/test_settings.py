@@ -10,7 +10,7 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
-from streamvlm.commandline import parse
+from streamvlm.cli.flags import parse
 from streamvlm.errors import ConfigError
 from streamvlm.jsonfiles import MAX_DEPTH, iter_jsonl, loads
 from streamvlm.settings import Arg, Probability, from_dict, json_schema, settings, to_dict

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from streamvlm import threads as th
-from streamvlm.commandline import parse
-from tests.commands.conftest import short_clip  # noqa: F401 (fixture)
+from streamvlm.cli.flags import parse
+from tests.cli.conftest import short_clip  # noqa: F401 (fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +147,7 @@ def test_parsing_threads_imports_no_torch():
     code = """
 import sys
 from streamvlm import cli, threads
-from streamvlm.commandline import parse
+from streamvlm.cli.flags import parse
 parse(cli.command_module("bench").Options, ["--threads", "2"], prog="bench")
 threads.plan_threads(cpus=4)
 print(sorted(m for m in ("torch", "transformers", "av") if m in sys.modules))
@@ -160,7 +160,7 @@ print(sorted(m for m in ("torch", "transformers", "av") if m in sys.modules))
 def test_load_model_sets_the_threads():
     import torch
 
-    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.model.loading import ModelSource, load_model
 
     before = torch.get_num_threads()
     try:

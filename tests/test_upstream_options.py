@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from streamvlm.evaluation.files import EvalSettings, resolve_rules
-from streamvlm.presets import tiny_config
+from streamvlm.model.presets import tiny_config
 from streamvlm.train.config import load_train_config, shipped_configs
 
 
@@ -40,8 +40,8 @@ def test_rules_default_to_the_models_own_and_each_field_overrides():
 def test_reply_cap_is_the_models_unless_the_generation_settings_name_one():
     import torch
 
-    from streamvlm.inference.config import GenerationConfig
-    from streamvlm.inference.engine import StreamEngine
+    from streamvlm.engine.options import GenerationConfig
+    from streamvlm.engine.session import StreamEngine
 
     from .helpers import tiny_model
 

@@ -11,8 +11,9 @@ from .lazy import lazy_getattr
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ConversationRenderer": "conversation", "RenderedConversation": "conversation", "Turn": "conversation",
-    "LoraSettings": "config", "StreamVLMConfig": "config", "TemplateConfig": "config", "VisionConfig": "config",
+    "ConversationRenderer": "model.conversation", "RenderedConversation": "model.conversation",
+    "Turn": "model.conversation", "LoraSettings": "model.config", "StreamVLMConfig": "model.config",
+    "TemplateConfig": "model.config", "VisionConfig": "model.config",
     "UserError": "errors",
 }
 

@@ -9,7 +9,7 @@ built, whoever builds it:
 
 * a JSON config file: :func:`load_file` (``base`` inheritance, ``key=value`` overrides), strict
   (``"1e-4"`` is not a number, ``1`` is not ``true``);
-* the command line: :mod:`streamvlm.commandline` builds the flags from the same fields and
+* the command line: :mod:`streamvlm.cli.flags` builds the flags from the same fields and
   validates what was typed with :func:`from_dict` (text converted to the field's type);
 * Python code: the dataclass constructor itself.
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamvlm.inference import GenerationConfig, SinkWindowPolicy, StreamEngine
+from streamvlm.engine import GenerationConfig, SinkWindowPolicy, StreamEngine
+from tests.engine.mocks import bias_tokens
 from tests.helpers import tiny_model
-from tests.inference.mocks import bias_tokens
 
 
 def make_engine(threshold: float = 0.5, kv_policy=None, interval: float = 3.0) -> StreamEngine:

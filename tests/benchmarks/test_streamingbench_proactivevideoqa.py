@@ -156,7 +156,7 @@ def test_judges():
 
 def test_a_chat_model_judges_through_an_openai_compatible_endpoint(monkeypatch):
     """The judge asks a real HTTP endpoint on 127.0.0.1 (a fake OpenAI server) and reads its replies."""
-    from streamvlm.commands.benchmark import JudgeOptions, _judge
+    from streamvlm.cli.commands.benchmark import JudgeOptions, _judge
     from tests.docs_fixtures import OPENAI_KEY, FakeOpenAI
 
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)

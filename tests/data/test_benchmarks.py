@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from streamvlm.conversation import Turn, validate_turns
 from streamvlm.data.augment import CORRECTION_PREFIX, AugmentOptions, insert_wrong_reply
 from streamvlm.data.convert import benchmarks as bm
 from streamvlm.data.formats import read_coin, read_lta
 from streamvlm.data.jsonl import ConversationRecord
+from streamvlm.model.conversation import Turn, validate_turns
 
 COIN_JSON = {"database": {"yt": {
     "duration": 30.0, "class": "MakeTea", "subset": "testing", "recipe_type": 7, "start": 1.0, "end": 9.0,

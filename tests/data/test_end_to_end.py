@@ -13,14 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from streamvlm.checkpoint import save_pretrained
-from streamvlm.collate import Sample
-from streamvlm.conversation import IGNORE_INDEX
+from streamvlm.data.collate import Sample
 from streamvlm.data.dataset import RawFrameDataset, StreamingDataset, make_collator
 from streamvlm.data.encode import encode_folder
 from streamvlm.data.features import feature_path, read_info
-from streamvlm.model import StreamVLM
-from streamvlm.presets import tiny_config, train_tokenizer
+from streamvlm.model.checkpoint import save_pretrained
+from streamvlm.model.conversation import IGNORE_INDEX
+from streamvlm.model.presets import tiny_config, train_tokenizer
+from streamvlm.model.vlm import StreamVLM
 
 
 def write_video(path, seconds: float, fps: int = 8, size=(48, 32)) -> None:

@@ -10,13 +10,13 @@ import json
 import pytest
 import torch
 
-from streamvlm.checkpoint import save_pretrained
 from streamvlm.cli import main
-from streamvlm.config import VisionConfig
 from streamvlm.data.encode import encode_folder
 from streamvlm.data.features import FrameRecord, read_info, write_features
-from streamvlm.frame_encoder import FrameEncoder, model_frame_record
-from streamvlm.presets import tiny_tower_config
+from streamvlm.model.checkpoint import save_pretrained
+from streamvlm.model.config import VisionConfig
+from streamvlm.model.frame_encoder import FrameEncoder, model_frame_record
+from streamvlm.model.presets import tiny_tower_config
 from tests.helpers import tiny_model, write_textured_video
 
 STREAM = {"version": 1, "id": "s1", "video": "clips/a.mp4", "fps": 2.0, "start": 0.0,

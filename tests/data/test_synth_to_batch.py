@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from streamvlm.checkpoint import load_pretrained, save_pretrained
 from streamvlm.cli import main
-from streamvlm.conversation import IGNORE_INDEX
 from streamvlm.data.dataset import StreamingDataset, make_collator
-from streamvlm.model import StreamVLM
-from streamvlm.presets import tiny_config, train_tokenizer
+from streamvlm.model.checkpoint import load_pretrained, save_pretrained
+from streamvlm.model.conversation import IGNORE_INDEX
+from streamvlm.model.presets import tiny_config, train_tokenizer
+from streamvlm.model.vlm import StreamVLM
 
 
 @pytest.fixture(scope="module")

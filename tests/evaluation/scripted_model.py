@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from transformers import DynamicCache
 
-from streamvlm.config import StreamVLMConfig, TemplateConfig
-from streamvlm.conversation import ConversationRenderer
-from streamvlm.model import StreamVLMOutput
-from streamvlm.presets import tiny_config
+from streamvlm.model.config import StreamVLMConfig, TemplateConfig
+from streamvlm.model.conversation import ConversationRenderer
+from streamvlm.model.presets import tiny_config
+from streamvlm.model.vlm import StreamVLMOutput
 
 from ..helpers import word_tokenizer
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamvlm.conversation import Turn
 from streamvlm.evaluation import downstream
 from streamvlm.evaluation.downstream import (
     DownstreamSample,
@@ -19,6 +18,7 @@ from streamvlm.evaluation.downstream import (
     procedure_matches,
     split_action,
 )
+from streamvlm.model.conversation import Turn
 
 from ..helpers import tiny_model
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from streamvlm.checkpoint import save_pretrained
 from streamvlm.cli import main
 from streamvlm.data.features import write_features
+from streamvlm.model.checkpoint import save_pretrained
 
 from ..helpers import tiny_model
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamvlm.evaluation.live import (
+from streamvlm.engine.options import TimedQuery
+from streamvlm.evaluation.live_eval import (
     Narration,
     Reply,
     WindowScore,
@@ -28,7 +29,6 @@ from streamvlm.evaluation.live import (
     summary_line,
     window_count,
 )
-from streamvlm.inference.config import TimedQuery
 
 
 # ---------------------------------------------------------------------------- grammar

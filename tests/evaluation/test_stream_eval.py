@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from streamvlm.config import TemplateConfig
-from streamvlm.conversation import Turn
 from streamvlm.evaluation.stream_eval import EvalSample, _following_scores, evaluate_conversation, evaluate_dataset
+from streamvlm.model.config import TemplateConfig
+from streamvlm.model.conversation import Turn
 
 from ..helpers import tiny_model
 from .scripted_model import ScriptedModel, frame_ids, nll

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from streamvlm.conversation import Turn
 from streamvlm.experiments.per_frame_eval import evaluate_per_frame_conversation, silence_token
+from streamvlm.model.conversation import Turn
 from streamvlm.train.transforms import per_frame
 
 from ..helpers import tiny_model

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from streamvlm.experiments.probe import TARGETS, accuracy, fit_probe, narrated_tokens
-from tests.commands.conftest import cli  # noqa: F401 (fixture)
+from tests.cli.conftest import cli  # noqa: F401 (fixture)
 
 
 def test_probe_reads_a_linear_signal_and_not_noise():

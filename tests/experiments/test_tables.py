@@ -83,7 +83,7 @@ def test_the_report_lists_the_commands(tiny_run):
 
 
 def test_a_second_call_reuses_the_runs_and_keeps_the_discussion(tiny_run, monkeypatch):
-    from streamvlm.experiments import pipeline, tables
+    from streamvlm.experiments import steps, tables
 
     out, report = tiny_run
     text = re.sub(re.escape(DISCUSSION_START) + ".*" + re.escape(DISCUSSION_END),
@@ -93,8 +93,8 @@ def test_a_second_call_reuses_the_runs_and_keeps_the_discussion(tiny_run, monkey
     def redone(*args, **kwargs):
         raise AssertionError("finished work was done again")
 
-    for module, name in ((pipeline, "train_run"), (pipeline, "pretrain_tower"), (tables, "evaluate"),
-                         (pipeline, "generate_world")):
+    for module, name in ((steps, "train_run"), (steps, "pretrain_tower"), (tables, "evaluate"),
+                         (steps, "generate_world")):
         monkeypatch.setattr(module, name, redone, raising=False)
     monkeypatch.setattr("streamvlm.train.tower_pretrain.pretrain_tower", redone)
     monkeypatch.setattr("streamvlm.data.synth.generate_world", redone)

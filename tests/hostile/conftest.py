@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.commands.conftest import cli, short_clip, tiny_checkpoint  # noqa: F401 (fixtures)
+from tests.cli.conftest import cli, short_clip, tiny_checkpoint  # noqa: F401 (fixtures)
 from tests.serve.conftest import _server, keyed_server, tiny_model  # noqa: F401 (fixtures)
 
 # FFmpeg encoder and pixel format of each frame format a client may send
@@ -66,7 +66,7 @@ REPLY_TOKENS = 4
 def hostile(model, **limits):
     """A server (not started) of the serve tests' limits, replies of REPLY_TOKENS tokens."""
     pytest.importorskip("fastapi", reason="the serve extra is not installed")
-    from streamvlm.inference import GenerationConfig
+    from streamvlm.engine import GenerationConfig
 
     return _server(model, generation=GenerationConfig(max_new_tokens=REPLY_TOKENS), **limits)
 
@@ -80,8 +80,8 @@ def hostile_server(tiny_model):  # noqa: F811
 
 def alone_default(model, images: list[np.ndarray]) -> list[tuple[str, float, str]]:
     """The events of one session of ``hostile_server``'s settings, fed ``images`` at 2 frames/s."""
-    from streamvlm.inference import GenerationConfig
-    from streamvlm.inference.narration import build_assistant
+    from streamvlm.engine import GenerationConfig
+    from streamvlm.engine.narration import build_assistant
 
     assistant = build_assistant(model, GenerationConfig(max_new_tokens=REPLY_TOKENS))
     return [(e.role, e.time, e.text) for k, image in enumerate(images) for e in assistant.push_frame(image, k * 0.5)]
@@ -123,7 +123,7 @@ class GoodClient:
             self.result = read_all(ws, timeout=30)
 
     def check(self) -> None:
-        from streamvlm.inference.narration import frame_fit
+        from streamvlm.engine.narration import frame_fit
         from streamvlm.serve.images import decode_image
         from streamvlm.serve.protocol import CloseCode
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from streamvlm.cli import main
-from tests.commands.test_narrate_errors import one_error_line
+from tests.cli.test_narrate_errors import one_error_line
 
 FAST = ("--no-progress", "--max-new-tokens", "1")
 
@@ -103,7 +103,7 @@ def test_encode_and_synth_onto_a_full_disk(cli, tiny_checkpoint, short_clip, tmp
 
 def test_unexpected_os_errors_keep_their_traceback(monkeypatch):
     # a file our own code expected and did not find is a bug, not the user's environment
-    from streamvlm.commands import data_check
+    from streamvlm.cli.commands import data_check
 
     def missing(options):
         raise FileNotFoundError(2, "No such file or directory", "/nowhere/expected.json")

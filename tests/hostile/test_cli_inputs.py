@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.commands.test_narrate_errors import one_error_line
+from tests.cli.test_narrate_errors import one_error_line
 
 FAST = ("--no-progress", "--max-new-tokens", "1")
 
@@ -104,8 +104,8 @@ def test_an_image_folder_is_its_own_data_root(cli, tiny_checkpoint, tmp_path):
 def test_the_weights_check_tells_huge_finite_sums_from_infinities(tmp_path):
     import torch
 
-    from streamvlm.checkpoint import check_finite
     from streamvlm.errors import CheckpointError
+    from streamvlm.model.checkpoint import check_finite
 
     check_finite(tmp_path, [("big", torch.full((10,), 3e38)), ("half", torch.full((4,), 6e4, dtype=torch.float16))])
     for bad in (float("inf"), float("-inf"), float("nan")):

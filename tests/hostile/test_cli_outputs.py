@@ -11,7 +11,7 @@ import sys
 import time
 
 from streamvlm.cli import main
-from tests.commands.test_narrate_errors import one_error_line
+from tests.cli.test_narrate_errors import one_error_line
 
 FAST = ("--no-progress", "--max-new-tokens", "1")
 
@@ -109,7 +109,7 @@ def test_a_lock_left_by_a_killed_run_is_not_stale(cli, tmp_path):
 
 def test_ctrl_c_keeps_the_previous_output_and_the_partial_run_beside_it(cli, tiny_checkpoint, short_clip, tmp_path,
                                                                         monkeypatch):
-    from streamvlm.inference.console import EventPrinter
+    from streamvlm.engine.console import EventPrinter
 
     out, subtitles = tmp_path / "keep.jsonl", tmp_path / "keep.vtt"
     out.write_text('{"time": 0.0, "role": "user", "text": "an earlier, complete run"}\n')

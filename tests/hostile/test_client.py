@@ -25,15 +25,15 @@ httpx = pytest.importorskip("httpx")
 
 from streamvlm.client import FRAMES_IN_FLIGHT, open_stream  # noqa: E402
 from streamvlm.serve.images import encode_png  # noqa: E402
-from tests.commands.conftest import cli, run_subprocess, short_clip  # noqa: E402, F401 (fixtures)
-from tests.commands.test_narrate_errors import one_error_line  # noqa: E402
+from tests.cli.conftest import cli, run_subprocess, short_clip  # noqa: E402, F401 (fixtures)
+from tests.cli.test_narrate_errors import one_error_line  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def default_model():
     """The embedded default model (it speaks rarely: a server's time goes to frames, not replies)."""
-    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.model.loading import ModelSource, load_model
 
     return load_model(ModelSource(device="cpu"))
 
@@ -43,7 +43,7 @@ def serving(model, **limits) -> Iterator:
     """``streamvlm serve`` of ``model`` on 127.0.0.1 (an ephemeral port) with these limits."""
     from streamvlm.serve.app import create_app
     from streamvlm.serve.limits import ServeLimits
-    from streamvlm.serve.runner import BackgroundServer
+    from streamvlm.serve.server import BackgroundServer
 
     with BackgroundServer(create_app(model, limits=ServeLimits(**limits))) as server:
         yield server

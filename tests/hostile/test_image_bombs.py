@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamvlm.video.metadata import ImageDataError, strip_jpeg, strip_png, strip_webp
-from tests.commands.conftest import cli, tiny_checkpoint  # noqa: F401 (fixtures)
+from tests.cli.conftest import cli, tiny_checkpoint  # noqa: F401 (fixtures)
 
 GIB = 1 << 30
 MAX_GROWTH_MB = 100
@@ -525,7 +525,7 @@ def test_narrate_image_folder_of_bombs_decodes_the_pixels(cli, tmp_path, bomb_fi
 
 
 def test_narrate_refuses_a_folder_whose_png_data_inflates_past_its_size(tmp_path, bomb_files, tiny_checkpoint):  # noqa: F811
-    from tests.commands.conftest import run_subprocess
+    from tests.cli.conftest import run_subprocess
 
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -543,7 +543,7 @@ def test_server_bombs_leave_memory_and_other_sessions_alone(tiny_checkpoint, bom
     httpx = pytest.importorskip("httpx")
     from websockets.sync.client import connect
 
-    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.model.loading import ModelSource, load_model
     from streamvlm.serve.protocol import CloseCode, frame_message
     from tests.serve.conftest import _server
     from tests.serve.test_serve import read_all, small_png

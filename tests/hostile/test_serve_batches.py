@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamvlm.inference import GenerationConfig
-from streamvlm.inference.config import TimedQuery
-from streamvlm.inference.narration import build_assistant, frame_fit
+from streamvlm.engine import GenerationConfig
+from streamvlm.engine.narration import build_assistant, frame_fit
+from streamvlm.engine.options import TimedQuery
 from streamvlm.serve.images import decode_image
 from streamvlm.serve.limits import QUESTIONS_PER_FRAME, ServeLimits
 from streamvlm.serve.metrics import ServeMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.commands.conftest import cli, short_clip, tiny_checkpoint  # noqa: F401 (fixtures)
+from tests.cli.conftest import cli, short_clip, tiny_checkpoint  # noqa: F401 (fixtures)
 
 LIMITS = dict(max_sessions=4, queue_frames=4, max_message_bytes=256 * 1024, max_image_pixels=1_000_000,
               max_query_chars=200, max_upload_bytes=2 * 2**20, idle_timeout=2.0, write_timeout=5.0,
@@ -14,7 +14,7 @@ KEY = "test-key-0123456789"
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):  # noqa: F811
-    from streamvlm.loading import ModelSource, load_model
+    from streamvlm.model.loading import ModelSource, load_model
 
     return load_model(ModelSource(model=str(tiny_checkpoint), device="cpu"))
 
@@ -22,7 +22,7 @@ def tiny_model(tiny_checkpoint):  # noqa: F811
 def _server(model, api_key=None, send_buffer=None, generation=None, **limits):
     from streamvlm.serve.app import create_app
     from streamvlm.serve.limits import ServeLimits
-    from streamvlm.serve.runner import BackgroundServer
+    from streamvlm.serve.server import BackgroundServer
 
     lim = ServeLimits(**{**LIMITS, **limits})
     return BackgroundServer(create_app(model, generation=generation, limits=lim, api_key=api_key),

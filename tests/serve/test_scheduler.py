@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamvlm.inference import GenerationConfig, batch
-from streamvlm.inference.config import TimedQuery
-from streamvlm.inference.narration import build_assistant
+from streamvlm.engine import GenerationConfig, batch
+from streamvlm.engine.narration import build_assistant
+from streamvlm.engine.options import TimedQuery
 from streamvlm.serve.limits import ServeLimits
 from streamvlm.serve.metrics import ServeMetrics
 from streamvlm.serve.protocol import AssistantMessage, UserMessage

@@ -30,7 +30,7 @@ def small_png(side: int = 16) -> bytes:
 
 
 def clip_frames(model, clip) -> list[tuple[float, bytes]]:
-    from streamvlm.inference.narration import open_for
+    from streamvlm.engine.narration import open_for
 
     source, _ = open_for(model, str(clip))
     with source:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from streamvlm.inference.console import subtitles_text
+from streamvlm.engine.console import subtitles_text
 from streamvlm.serve.images import ImageError, decode_image, encode_png, sniff
 from streamvlm.serve.protocol import frame_message, split_frame
 
@@ -15,7 +15,7 @@ from streamvlm.serve.protocol import frame_message, split_frame
 def test_token_callback_streams_the_reply_and_can_abort(tiny_model):
     import torch
 
-    from streamvlm.inference.engine import GenerationConfig, StreamEngine
+    from streamvlm.engine.session import GenerationConfig, StreamEngine
 
     engine = StreamEngine(tiny_model, GenerationConfig(threshold=1.0, max_new_tokens=8))
     frame = torch.zeros(engine.layout.tokens_per_frame, tiny_model.config.llm_hidden_size)
@@ -135,7 +135,7 @@ def test_serve_raises_its_open_file_limit():
     import subprocess
     import sys
 
-    code = ("import resource\nfrom streamvlm.serve.runner import raise_open_files\n"
+    code = ("import resource\nfrom streamvlm.serve.server import raise_open_files\n"
             "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))\n"
             "print(raise_open_files(100), resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard)\n"

@@ -15,7 +15,7 @@ import torch
 
 from streamvlm.cli import main
 from streamvlm.errors import UserError
-from streamvlm.model import StreamVLM
+from streamvlm.model.vlm import StreamVLM
 from streamvlm.settings import apply
 from streamvlm.train.config import load_train_config
 from streamvlm.train.recipe import TrainingDiverged, train
@@ -107,7 +107,7 @@ SCRIPT = """
 import os, sys
 import torch
 from streamvlm.cli import main
-from streamvlm.model import StreamVLM
+from streamvlm.model.vlm import StreamVLM
 
 if os.environ["RANK"] == "1":  # only rank 1 sees a NaN loss, at its 2nd micro-batch (step 2)
     original, calls = StreamVLM.loss, []

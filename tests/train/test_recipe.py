@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamvlm.checkpoint import load_pretrained
 from streamvlm.errors import ConfigError
+from streamvlm.model.checkpoint import load_pretrained
 from streamvlm.train.config import load_train_config
 from streamvlm.train.recipe import train
 from streamvlm.train.state import latest_checkpoint

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamvlm.config import UPSTREAM_LORA_TARGETS
+from streamvlm.model.config import UPSTREAM_LORA_TARGETS
 from streamvlm.train.config import load_train_config, shipped_configs
 from streamvlm.train.deepspeed import FILLED_KEYS, fill_deepspeed_config, read_deepspeed_config
 

@@ -15,7 +15,7 @@ import streamvlm
 from streamvlm.cli import main
 from streamvlm.data.synth import generate_world, plan_video, render_video_frames
 from streamvlm.data.synth.labels import frame_labels
-from streamvlm.frame_encoder import load_frame_encoder
+from streamvlm.model.frame_encoder import load_frame_encoder
 from streamvlm.train.tower_pretrain import FreshLayouts, fresh_batches, yuv420_roundtrip
 
 TOWER = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,

@@ -11,10 +11,10 @@ import torch
 
 import streamvlm
 from streamvlm.cli import main
-from streamvlm.config import VisionConfig
 from streamvlm.data.features import feature_path, load_frames
 from streamvlm.data.synth import generate_world
-from streamvlm.frame_encoder import load_frame_encoder
+from streamvlm.model.config import VisionConfig
+from streamvlm.model.frame_encoder import load_frame_encoder
 from streamvlm.train.tower_pretrain import TowerPretrainOptions, load_world_frames, pretrain_tower
 
 TOWER = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,

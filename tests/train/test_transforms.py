@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamvlm.conversation import Turn, validate_turns
+from streamvlm.model.conversation import Turn, validate_turns
 from streamvlm.train.transforms import interleaved, per_frame, streaming
 
 CONVERSATION = [
@@ -44,8 +44,8 @@ def test_per_frame_puts_a_reply_after_every_frame():
 
 
 def test_per_frame_renders_without_stream_loss():
-    from streamvlm.conversation import ConversationRenderer
-    from streamvlm.presets import tiny_config
+    from streamvlm.model.conversation import ConversationRenderer
+    from streamvlm.model.presets import tiny_config
     from tests.helpers import word_tokenizer
 
     renderer = ConversationRenderer(word_tokenizer(), tiny_config(pool_size=0))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tests.helpers import ffmpeg_upstream, textured_frame
 
-from streamvlm.frame_encoder import resize_pad_upstream
+from streamvlm.model.frame_encoder import resize_pad_upstream
 from streamvlm.video import open_source
 from streamvlm.video.resize import FrameFit, FrameResizer, upstream_frame_geometry
 

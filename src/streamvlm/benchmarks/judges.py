@@ -75,7 +75,7 @@ class TextJudge(Judge):
 
 class RuleJudge(TextJudge):
     """The synthetic world's judge: it reads replies with the world's narration grammar
-    (:func:`streamvlm.evaluation.live.parse_sentence`) and knows each step's actions.
+    (:func:`streamvlm.evaluation.live_eval.parse_sentence`) and knows each step's actions.
 
     A reply mentions an expectation when it contains it (normalised), or when it is a narration of
     the same action: an activity ``"pick up something"`` (the verb), a step (one of the step's
@@ -133,7 +133,7 @@ def _sentences(text: str) -> list[str]:
 
 
 def _parse(sentence: str):
-    from ..evaluation.live import parse_sentence
+    from ..evaluation.live_eval import parse_sentence
 
     return parse_sentence(sentence)
 

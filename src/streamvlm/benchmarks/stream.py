@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..engine.options import GenerationConfig
 from ..errors import UserError
-from ..inference.config import GenerationConfig
-from ..loading import ModelSource
+from ..model.loading import ModelSource
 
 _EPS = 1e-6
 INSTRUCTION = "instruction"
@@ -94,8 +94,8 @@ class Streamer:
 
     def __init__(self, source: ModelSource, generation: GenerationConfig, kv_budget: int | None,
                  fps: float | None) -> None:
-        from ..inference.narration import build_assistant, frame_fit
-        from ..loading import load_model
+        from ..engine.narration import build_assistant, frame_fit
+        from ..model.loading import load_model
 
         self.model = load_model(source)
         self.generation = generation
@@ -105,7 +105,7 @@ class Streamer:
 
     def frames(self, path: Path) -> Frames:
         """Decode ``path`` at the model's fps and encode every frame (in batches of 32)."""
-        from ..inference.assistant import encode_images
+        from ..engine.assistant import encode_images
         from ..video import open_source
 
         embeds, times, batch = [], [], []
@@ -137,7 +137,7 @@ class Streamer:
             on_frames: Callable[[int], None] | None = None) -> None:
         """Run every plan, ``batch`` sessions advanced together frame by frame; ``on_done(plan,
         outcome)`` as each finishes (``on_frames(n)`` after each step of n sessions)."""
-        from ..inference.batch import step_frames
+        from ..engine.batch import step_frames
 
         pending: Iterator[Plan] = iter(plans)
         active: list[_Running] = []

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ..conversation import Turn
+from ..model.conversation import Turn
 from ..settings import Probability, settings
 from .jsonl import ConversationRecord
 

@@ -19,11 +19,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..collate import Batch, Sample, collate
-from ..conversation import ConversationRenderer
 from ..errors import DataError, UserError
-from ..frame_encoder import FrameEncoder
+from ..model.conversation import ConversationRenderer
+from ..model.frame_encoder import FrameEncoder
 from ..video import open_source
+from .collate import Batch, Sample, collate
 from .features import FeatureStore, FrameRecord
 from .jsonl import ConversationRecord, check_video_path, read_jsonl
 

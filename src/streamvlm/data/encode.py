@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..frame_encoder import FrameEncoder
+from ..model.frame_encoder import FrameEncoder
 from ..video import open_source
 from .features import FeatureInfo, feature_path, read_info, write_features
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..conversation import Turn, turns_from_dicts
 from ..errors import ConversationError, DataError
 from ..jsonfiles import iter_jsonl
+from ..model.conversation import Turn, turns_from_dicts
 from ..outputs import AtomicFile
 
 FORMAT_VERSION = 1

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..conversation import Turn
+from ..model.conversation import Turn
 from .stream_eval import _frame_kwargs
 
 COIN_TASKS = ("coin_step", "coin_task", "coin_next", "coin_procedure", "coin_procedure_goal")

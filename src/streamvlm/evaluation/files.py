@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ..engine.options import DEFAULT_THRESHOLD
 from ..errors import DataError, UserError
-from ..inference.config import DEFAULT_THRESHOLD
 from ..settings import PositiveInt, Probability, settings
 from .metrics import MissingMetric, TimedTurns
 
@@ -94,7 +94,7 @@ def evaluate_records(model, records: list, data: str | Path, features: str | Pat
     if not stream_items and not (opt.downstream and task_items):
         raise UserError(f"{data}: nothing to evaluate (no conversation lines"
                         f"{'' if opt.downstream else '; downstream lines need --downstream'})")
-    from ..frame_encoder import model_frame_record
+    from ..model.frame_encoder import model_frame_record
 
     reader = FeatureReader(features, model.config.tokens_per_frame, model.config.vision_hidden_size,
                            frames=model_frame_record(model))

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..decision import FrameScore, responds
+from ..model.decision import FrameScore, responds
 
 
 def first_response(scores: Sequence[FrameScore], threshold: float) -> int | None:

@@ -1,4 +1,4 @@
-"""PNG figures of the live evaluation (:mod:`.live`): quality over time per KV policy, and the
+"""PNG figures of the live evaluation (:mod:`.live_eval`): quality over time per KV policy, and the
 colour / object confusion. matplotlib (Agg backend, no display) is imported only when a figure is
 drawn; without it :func:`require_matplotlib` says how to install it, in one line."""
 
@@ -14,11 +14,11 @@ from ..errors import UserError
 from ..outputs import write_bytes_atomic
 
 if TYPE_CHECKING:
-    from .live import Confusion, WindowScore
+    from .live_eval import Confusion, WindowScore
 
 PLOTTED = (("answered", "answered within {tolerance:g} s"), ("text", "right text"), ("verb", "right verb"),
            ("object", "right object"), ("well_formed", "well-formed"), ("false_alarm", "false alarms / replies"))
-"""(rate of :attr:`~.live.WindowScore.rates`, panel title) of the quality-over-time figure."""
+"""(rate of :attr:`~.live_eval.WindowScore.rates`, panel title) of the quality-over-time figure."""
 
 
 def require_matplotlib(flag: str = "--plot") -> None:

@@ -20,8 +20,8 @@ from torch import Tensor
 from tqdm import tqdm
 from transformers import Cache
 
-from ..conversation import RenderedConversation, Turn, TurnSpan
-from ..decision import FrameScore, frame_scores
+from ..model.conversation import RenderedConversation, Turn, TurnSpan
+from ..model.decision import FrameScore, frame_scores
 from .metrics import (
     MissingMetric,
     TimedTurns,
@@ -101,7 +101,7 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
                           fps: float, timed_turns: TimedTurns = "reply_frame") -> list[TurnRecord]:
     """Evaluate one gold conversation; one :class:`TurnRecord` per assistant turn.
 
-    ``model`` is a :class:`~streamvlm.model.StreamVLM` (or an object with its ``renderer``,
+    ``model`` is a :class:`~streamvlm.model.vlm.StreamVLM` (or an object with its ``renderer``,
     ``token_ids``, ``config``, ``device`` and ``forward``). ``frames`` holds one entry per frame
     of the conversation. ``threshold`` is theta on P(interval). ``timed_turns``: which turns get
     TimeDiff and Fluency: ``reply_frame`` those whose last learned frame is the one the reply

@@ -21,8 +21,6 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from ..conversation import RenderedConversation, Turn
-from ..decision import FrameScore, frame_scores
 from ..evaluation.metrics import (
     TurnRecord,
     correct_prefix,
@@ -31,6 +29,8 @@ from ..evaluation.metrics import (
     late_diff,
 )
 from ..evaluation.stream_eval import EvalSample, evaluate_dataset
+from ..model.conversation import RenderedConversation, Turn
+from ..model.decision import FrameScore, frame_scores
 from ..train.transforms import per_frame
 
 

@@ -37,7 +37,7 @@ def narrated_tokens(world_dir: str | Path, features_dir: str | Path, frames: int
     from ..data.convert.timeline import frame_at
     from ..data.features import feature_path, load_frames, read_info
     from ..data.synth import SynthWorld
-    from ..evaluation.live import parse_sentence, world_clips
+    from ..evaluation.live_eval import parse_sentence, world_clips
 
     rows: list[Tensor] = []
     labels: dict[str, list[str]] = {t: [] for t in TARGETS}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ..inference.config import DEFAULT_THRESHOLD
+from ..engine.options import DEFAULT_THRESHOLD
 from ..settings import PositiveInt, Probability, settings
 
 MICRO_MODEL = (

@@ -8,7 +8,7 @@ the paper, where SigLIP is frozen, the runs differ only in how the language mode
 evaluates the held-out narration conversations (per-frame models through
 :mod:`streamvlm.experiments.per_frame_eval`), sweeps theta for the streaming run, and writes the
 report (:mod:`streamvlm.experiments.report`). Each step is a library function
-(:mod:`streamvlm.experiments.pipeline`); the report lists the equivalent ``streamvlm`` commands.
+(:mod:`streamvlm.experiments.steps`); the report lists the equivalent ``streamvlm`` commands.
 
 Every run has its own folder ``OUT/runs/NAME`` and a ``result.json`` written last: a run whose
 result exists is skipped, and an interrupted training resumes from its latest checkpoint.
@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..jsonfiles import read_json
 from ..outputs import write_text_atomic
-from . import pipeline as steps
+from . import steps
 from .runs import RUNS, RunSpec, TablesOptions
 
 
@@ -224,7 +224,7 @@ def separation(ctx: Context, spec: RunSpec, model) -> dict:
 def run_one(ctx: Context, spec: RunSpec, sweep: bool) -> dict:
     """Train, encode and evaluate one run (skipped when its ``result.json`` exists; a result from
     an earlier version without the silence separation gets it added, evaluation only)."""
-    from ..checkpoint import load_pretrained
+    from ..model.checkpoint import load_pretrained
 
     log_run_commands(ctx, spec, sweep)
     run = ctx.out / "runs" / spec.name

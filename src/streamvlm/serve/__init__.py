@@ -5,7 +5,7 @@
 * :mod:`.images`: frame bytes -> RGB, with the pixel cap checked on the header before decoding;
 * :mod:`.scheduler`: the one worker thread that owns the model and serves every session fairly;
 * :mod:`.app`: the FastAPI application (``/v1/stream``, ``/v1/narrate``, health, metrics, the app);
-* :mod:`.runner`: run it with uvicorn (blocking, or in a background thread for tests and bench).
+* :mod:`.server`: run it with uvicorn (blocking, or in a background thread for tests and bench).
 
 Only :mod:`.protocol` and :mod:`.limits` import without the ``serve`` extra.
 """

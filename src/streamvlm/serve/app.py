@@ -21,8 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..inference.config import GenerationConfig, StreamOptions, TimedQuery, parse_query
-from ..inference.narration import NARRATE_INSTRUCTION, event_record, frame_fit
+from ..engine.narration import NARRATE_INSTRUCTION, event_record, frame_fit
+from ..engine.options import GenerationConfig, StreamOptions, TimedQuery, parse_query
 from .limits import MAX_BACKLOG, MAX_ERRORS, MAX_PENDING_QUERIES, ServeLimits, check_access
 from .logs import Throttled, log
 from .metrics import ServeMetrics

@@ -41,7 +41,7 @@ def load_run(model: Any, *, sessions: int, seconds: float, generation: Any = Non
 
     from .app import create_app
     from .limits import ServeLimits
-    from .runner import BackgroundServer
+    from .server import BackgroundServer
 
     limits = ServeLimits(max_sessions=sessions, idle_timeout=max(60.0, 2 * seconds), stats_interval=1.0)
     app = create_app(model, generation=generation, limits=limits)

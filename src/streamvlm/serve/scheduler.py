@@ -6,7 +6,7 @@ nothing of a file is lost. The worker takes one frame from each session that has
 round-robin order (:meth:`Scheduler._next_batch`), and runs that batch (:meth:`Scheduler._step`):
 each frame is decoded and brought to the model's input geometry on its own (so frames of any size
 batch together), the frames are encoded in one batch, and the sessions advanced by one batched
-step (:func:`~streamvlm.inference.batch.step_frames`: one forward for all their frames, then one
+step (:func:`~streamvlm.engine.batch.step_frames`: one forward for all their frames, then one
 per reply token for those answering or speaking), each session's result the same as alone.
 
 Whatever fails for one session's frame (its decoding, its preprocessing, its encoding, its step)
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..inference.batch import step_frames
-from ..inference.config import GenerationConfig, TimedQuery
-from ..inference.kv_policy import stream_policy
-from ..inference.layout import LayoutIds
+from ..engine.batch import step_frames
+from ..engine.kv_policy import stream_policy
+from ..engine.layout import LayoutIds
+from ..engine.options import GenerationConfig, TimedQuery
 from .images import ImageError, decode_image
 from .limits import QUESTIONS_PER_FRAME, ServeLimits
 from .logs import log
@@ -140,7 +140,7 @@ class Scheduler:
 
     def open(self, emit: Callable[[Any], None], *, live: bool = True, deltas: bool = True) -> Session | None:
         """A new session, or None at ``max_sessions``."""
-        from ..inference.assistant import LiveAssistant
+        from ..engine.assistant import LiveAssistant
 
         with self._cond:
             if self.full:

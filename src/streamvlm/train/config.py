@@ -19,10 +19,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ..config import UPSTREAM_LORA_TARGETS, LoraSettings, StreamVLMConfig, VisionConfig
 from ..errors import ConfigError
+from ..model.config import UPSTREAM_LORA_TARGETS, LoraSettings, StreamVLMConfig, VisionConfig
+from ..model.presets import PresetName
 from ..outputs import check_output
-from ..presets import PresetName
 from ..settings import (
     Fps,
     NonNegativeFloat,
@@ -48,7 +48,7 @@ class ModelSection:
     init_from: str | None = None
     """A checkpoint folder written by ``save_pretrained`` (e.g. an earlier run) to start from."""
     preset: PresetName | None = None
-    """A named config from :mod:`streamvlm.presets`: ``tiny``, ``tiny-qwen2`` or
+    """A named config from :mod:`streamvlm.model.presets`: ``tiny``, ``tiny-qwen2`` or
     ``videollm-online-8b`` (random weights of the 8B-v1+ shapes)."""
     with_vision: bool = True
     """Build the image tower. Set false when training on pre-extracted features only (the
@@ -103,7 +103,7 @@ class DataSection:
 
 @settings
 class LossSection:
-    """The training loss (see :mod:`streamvlm.loss`)."""
+    """The training loss (see :mod:`streamvlm.model.loss`)."""
 
     kind: Literal["ce", "focal", "ohem"] = "ce"
     """How frame decisions are weighed: plain cross-entropy (the paper's choice), focal or OHEM."""

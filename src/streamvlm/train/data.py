@@ -4,7 +4,7 @@
 frame tokens ``[N, T, D_vision]``) or :class:`~streamvlm.data.dataset.RawFrameDataset`
 (normalised pixels ``[N, 3, S, S]`` decoded from videos) whose renderer applies the data method
 (:mod:`streamvlm.train.transforms`) to the turns before rendering. Both yield
-:class:`~streamvlm.collate.Sample` and skip (and log) samples whose frames cannot be loaded.
+:class:`~streamvlm.data.collate.Sample` and skip (and log) samples whose frames cannot be loaded.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
-from ..conversation import ConversationRenderer, RenderedConversation, Turn
 from ..data.dataset import RawFrameDataset, StreamingDataset
 from ..data.features import FrameRecord
 from ..data.jsonl import ConversationRecord, read_jsonl
 from ..errors import ConfigError
-from ..frame_encoder import FrameEncoder
+from ..model.conversation import ConversationRenderer, RenderedConversation, Turn
+from ..model.frame_encoder import FrameEncoder
 from .config import DataSection
 from .transforms import Transform, get_transform
 

@@ -7,7 +7,7 @@
   launch``, mixed precision, optional DeepSpeed), the model, the datasets, AdamW with warmup +
   cosine decay (:mod:`streamvlm.train.optim`), the resumed state, the output folder.
 * ``train()``: the loop. One optimizer step = ``grad_accum`` micro-batches (:meth:`~TrainingRecipe.train_step`:
-  forward, :meth:`~streamvlm.model.StreamVLM.loss`, backward), a finiteness check, clipping, the
+  forward, :meth:`~streamvlm.model.vlm.StreamVLM.loss`, backward), a finiteness check, clipping, the
   update; then logging (loss split into LM and stream parts, lr, tokens/s, to stdout and
   ``OUTPUT_DIR/metrics.jsonl``), validation and periodic checkpoints.
 
@@ -37,14 +37,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import load_pretrained, save_pretrained
-from ..collate import Batch, collate
+from ..data.collate import Batch, collate
 from ..data.jsonl import ConversationRecord
 from ..errors import ConfigError, UserError
-from ..frame_encoder import model_frame_record
-from ..language_model import apply_lora
-from ..model import StreamVLM, StreamVLMOutput
-from ..presets import MODEL_PRESETS, train_tokenizer
+from ..model.checkpoint import load_pretrained, save_pretrained
+from ..model.frame_encoder import model_frame_record
+from ..model.language_model import apply_lora
+from ..model.presets import MODEL_PRESETS, train_tokenizer
+from ..model.vlm import StreamVLM, StreamVLMOutput
 from ..settings import dumps, save_json
 from .config import TrainConfig
 from .data import build_dataset, read_records, training_texts

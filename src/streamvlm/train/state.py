@@ -1,7 +1,7 @@
 """Checkpoint folders of a run: model (``save_pretrained``) + ``trainer_state.pt`` + the config.
 
 ``OUTPUT_DIR/checkpoint-000120/`` holds the model files written by
-:func:`streamvlm.checkpoint.save_pretrained` (loadable with :func:`~streamvlm.checkpoint.load_pretrained`),
+:func:`streamvlm.model.checkpoint.save_pretrained` (loadable with :func:`~streamvlm.model.checkpoint.load_pretrained`),
 ``train_config.json`` (the resolved training config) and ``trainer_state.pt``: the optimizer,
 scheduler, step and every rank's RNG states, as tensors and plain containers only, so it loads
 with ``torch.load(weights_only=True)`` (no pickled code runs).

@@ -9,7 +9,7 @@ frame tokens the language model will see (pooled token + pooled grid, ``[N, T, D
 optimizer and schedule are the training recipe's (:mod:`streamvlm.train.optim`: AdamW without
 decay on biases and norms, linear warmup from 0, cosine decay to 0), with gradients clipped to 1.
 
-The result is a frame-encoder folder (:func:`streamvlm.frame_encoder.save_frame_encoder`) that
+The result is a frame-encoder folder (:func:`streamvlm.model.frame_encoder.save_frame_encoder`) that
 ``streamvlm encode --model`` reads and that a training config names with
 ``model.config.vision.name_or_path``.
 
@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import VisionConfig
 from ..data.synth.labels import LABEL_FIELDS, frame_labels
 from ..data.synth.planner import plan_video
 from ..data.synth.render import render_video_frames
 from ..data.synth.spec import SynthWorld, VideoSpec
 from ..errors import DataError
-from ..frame_encoder import FrameEncoder, save_frame_encoder
+from ..model.config import VisionConfig
+from ..model.frame_encoder import FrameEncoder, save_frame_encoder
 from ..video import open_source
 from ..video.resize import FrameFit
 from .config import TowerPretrainOptions

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..conversation import Turn
+from ..model.conversation import Turn
 from .config import DataMethod
 
 Transform = Callable[[Sequence[Turn]], list[Turn]]

@@ -94,7 +94,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from streamvlm.presets import train_tokenizer
+    from streamvlm.model.presets import train_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-llama")
     tok = train_tokenizer()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from ...config import UPSTREAM_SYSTEM_PROMPT
-from ...conversation import Turn
+from ...model.config import UPSTREAM_SYSTEM_PROMPT
+from ...model.conversation import Turn
 from ...settings import PositiveInt, settings
 from ..formats.coin import CoinVideo
 from ..formats.ego4d import LtaAction

@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, DirectoryPath, Field, FilePath
 
-from ...config import UPSTREAM_SYSTEM_PROMPT
 from ...errors import UserError
+from ...model.config import UPSTREAM_SYSTEM_PROMPT
 from ...outputs import check_output, write_text_atomic
 from ...settings import Arg, PositiveInt, Probability, settings
 from ..generate.options import BackendOptions

@@ -17,9 +17,9 @@ from typing import Annotated
 from pydantic import Field
 from tqdm import tqdm
 
-from ...config import UPSTREAM_SYSTEM_PROMPT
-from ...conversation import Turn
 from ...errors import DataError
+from ...model.config import UPSTREAM_SYSTEM_PROMPT
+from ...model.conversation import Turn
 from ...settings import PositiveInt, settings
 from ..formats.coin import CoinVideo
 from ..formats.ego4d import GoalStepVideo

@@ -21,9 +21,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ...config import UPSTREAM_SYSTEM_PROMPT
-from ...conversation import Turn
 from ...jsonfiles import read_json
+from ...model.config import UPSTREAM_SYSTEM_PROMPT
+from ...model.conversation import Turn
 from ...settings import settings
 from ..formats.ego4d import Narration, NarrationVideo
 from ..formats.fields import Record

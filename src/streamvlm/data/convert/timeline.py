@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from ...conversation import Turn
+from ...model.conversation import Turn
 
 CONVERSATION_FPS = 2.0
 """Frame rate of the conversations the converters write (the paper's training rate)."""

@@ -30,7 +30,7 @@ class TransformersBackend(ChatBackend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ...loading import resolve_device
+        from ...device import resolve_device
 
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")

@@ -1,0 +1,379 @@
+"""The streaming inference engine: one continuous KV cache per session, a decision per frame.
+
+Works purely in token ids and embeddings. A session starts with ``<bos>{system}\\n\\n[``; each
+frame is fed as its ``T`` frame embeddings, preceded by what was decided after the previous frame
+(the interval token when silent). After the last vision token of a frame, if
+``P(interval) < threshold`` the interval probability is zeroed; if the argmax is still the silence
+token the model stays silent, otherwise it speaks: the reply prompt (``]\\nAssistant:``) is fed and
+a reply decoded until eos or ``max_new_tokens``. User queries are inserted at a frame boundary as
+``]\\nUser: {query}\\nAssistant:`` and always answered. The fed token sequence is exactly the one
+:class:`~streamvlm.model.conversation.ConversationRenderer` renders for the same conversation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from transformers.cache_utils import DynamicLayer
+
+from ..errors import ConfigError, StreamvlmWarning
+from ..model.decision import frame_scores, responds
+from ..model.vlm import StreamVLM
+from .kv_cache import StreamCache
+from .kv_policy import KVPolicy, RotaryShift, lm_context
+from .layout import LayoutIds
+from .options import GenerationConfig
+
+
+@dataclass
+class Event:
+    """Something said in the stream: a user query, or a reply (``token_ids`` without eos).
+    ``frame_index`` is the frame being pushed when it happened."""
+
+    time: float
+    role: str
+    token_ids: list[int]
+    frame_index: int
+
+
+@dataclass
+class SessionTrace:
+    """Debug record of a session (off by default: it grows with the stream)."""
+
+    fed_ids: list[int] = field(default_factory=list)
+    """Every token fed, frame placeholders included, in order (equals the rendered ``input_ids``)."""
+    decision_positions: list[int] = field(default_factory=list)
+    """Position of the last vision token of each frame whose decision was taken."""
+    decision_logits: list[Tensor] = field(default_factory=list)
+    """``[V]`` float32 logits at each of those positions."""
+
+
+@dataclass
+class _Query:
+    time: float
+    token_ids: list[int]
+    text: str | None = None
+
+
+class StreamEngine:
+    """Holds one model and its stream layout; makes independent :class:`StreamSession` s."""
+
+    def __init__(
+        self,
+        model: StreamVLM,
+        generation: GenerationConfig | None = None,
+        kv_policy: KVPolicy | None = None,
+        system_prompt_ids: list[int] | None = None,
+    ) -> None:
+        self.model = model
+        self.generation = generation if generation is not None else GenerationConfig()
+        self.kv_policy = kv_policy
+        self.layout = LayoutIds.from_model(model, system_prompt_ids)
+        self.rotary = RotaryShift.from_model(model.language_model) if kv_policy is not None else None
+        self.context = lm_context(model)
+        """The language model's context (positions it was built for), or None."""
+        if kv_policy is not None and kv_policy.max_tokens <= len(self.layout.start) + self.layout.tokens_per_frame:
+            raise ConfigError(
+                f"kv policy: a budget of {kv_policy.max_tokens} tokens cannot hold the session start "
+                f"({len(self.layout.start)} tokens) and one frame ({self.layout.tokens_per_frame} tokens)"
+            )
+
+    def new_session(self, record: bool = False) -> StreamSession:
+        """A fresh session; ``record`` keeps a :class:`SessionTrace` (for tests and debugging)."""
+        return StreamSession(self, record=record)
+
+
+class StreamSession:
+    """One live stream over one KV cache. Not thread-safe; use one session per stream."""
+
+    def __init__(self, engine: StreamEngine, record: bool = False) -> None:
+        self.engine = engine
+        self.model = engine.model
+        self.gen = engine.generation
+        self.max_new_tokens = self.gen.max_new_tokens or self.model.config.reply_cap
+        """Most tokens of one reply (eos excluded): the generation setting, else the model's cap."""
+        self.ids = engine.layout
+        self._record = record
+        self.on_token: Callable[[list[int]], None] | None = None
+        """Called with the reply's ids so far after each decoded token (a server streams them);
+        an exception it raises aborts the reply and propagates."""
+        self.reset()
+
+    # ------------------------------------------------------------------ public API
+    def reset(self) -> None:
+        """Forget everything: an empty cache, no pending query, frame count 0."""
+        policy = self.engine.kv_policy
+        self.cache = StreamCache(capacity=policy.max_tokens if policy is not None else 0)
+        self.frames_seen = 0
+        self.evicted_tokens = 0
+        self.llm_calls = 0
+        self.tokens_fed = 0
+        self.trace: SessionTrace | None = SessionTrace() if self._record else None
+        self._pending: list[int] = []  # decided tokens not fed yet (interval, or reply tail + eos)
+        self._state = "start"  # start | stream (after a frame) | reply (after a reply's eos)
+        self._queries: list[_Query] = []
+        self._last_time = -math.inf
+        self._past_context = False
+        self._generator: torch.Generator | None = None
+        if self.gen.do_sample:
+            self._generator = torch.Generator(device=self.model.device)
+            if self.gen.seed is not None:
+                self._generator.manual_seed(self.gen.seed)
+            else:
+                self._generator.seed()
+
+    @property
+    def kv_length(self) -> int:
+        """Tokens in the cache now (bounded by the policy's ``max_tokens`` when one is set)."""
+        return self.cache.get_seq_length()
+
+    @property
+    def pending_ids(self) -> list[int]:
+        """Decided tokens not in the cache yet; they are fed with the next input (the interval
+        token after a silent frame, eos after a reply)."""
+        return list(self._pending)
+
+    def push_query(self, query: str | list[int], time: float) -> None:
+        """Queue a user query; it is inserted and answered at the next frame boundary at or after
+        ``time``. Text is tokenized with its surroundings (``]\\nUser: {query}\\nAssistant:``), as
+        the renderer does and upstream was trained; content ids (``renderer.encode_content(text)``)
+        are fed as given between the pieces."""
+        self._check_time(time)
+        if not query:
+            raise ValueError("push_query: empty query")
+        if isinstance(query, str):
+            self._queries.append(_Query(float(time), self.model.renderer.encode_content(query), query))
+        else:
+            self._queries.append(_Query(float(time), list(query)))
+
+    @torch.inference_mode()
+    def push_frame(self, frame_embeds: Tensor, time: float) -> list[Event]:
+        """Feed one frame ``[T, D]`` (LM-width embeddings) at video time ``time``; return what was
+        said at this frame: queries answered (user + assistant events) and/or a reply it decided."""
+        expected = (self.ids.tokens_per_frame, self.model.config.llm_hidden_size)
+        if tuple(frame_embeds.shape) != expected:
+            raise ValueError(f"push_frame: expected frame embeddings of shape {expected}, "
+                             f"got {tuple(frame_embeds.shape)}")
+        self._check_time(time)
+        self._last_time = float(time)
+        index = self.frames_seen
+        events: list[Event] = []
+        if self.frames_seen > 0:  # queries asked before this frame: answered before it
+            events += self._answer_queries(lambda q: q.time < time, index)
+        prefix = self._frame_prefix()
+        logits = self._forward(prefix, frame_embeds)
+        self.frames_seen += 1
+        self._state = "stream"
+        due = [q for q in self._queries if q.time <= time]
+        if due:  # a query at this frame's time: answered after it, in place of the decision
+            return events + self._answer_queries(lambda q: q.time <= time, index)
+        if self.trace is not None:
+            self.trace.decision_positions.append(self.kv_length - 1)
+            self.trace.decision_logits.append(logits.float().cpu())
+        if not responds(frame_scores(logits[None], self.ids.silence_id)[0], self.gen.threshold):
+            self._pending = [self.ids.interval_id] if self.ids.interval_id is not None else []
+            return events
+        reply = self._reply(list(self.ids.reply_open_after_stream))
+        events.append(Event(float(time), "assistant", reply, index))
+        return events
+
+    @torch.inference_mode()
+    def score_continuations(self, query: str | list[int], continuations: list[list[int]]) -> list[float]:
+        """Summed log-probability of each continuation (content ids, e.g. an option's text then eos)
+        as the reply to ``query`` asked now, at this frame boundary; divide by its length for the
+        mean. ``query`` is placed as :meth:`push_query` would place it (after the pending ids it
+        completes or replaces); queries queued and not yet answered are not seen. Nothing of the
+        session changes: its cache, counters, pending ids, queued queries and trace stay as they were
+        (the prompt and continuations go to a scratch overlay of the cache, dropped afterwards, so a
+        bounded cache never passes its budget)."""
+        if self.frames_seen == 0:
+            raise ValueError("score_continuations: no frame seen yet")
+        if not continuations or any(not c for c in continuations):
+            raise ValueError("score_continuations: every continuation needs at least one id")
+        after_stream = self._state == "stream"
+        head = [] if after_stream else list(self._pending)
+        if isinstance(query, str):
+            prompt = head + self.model.renderer.encode_query_prompt(query, after_stream)
+        else:
+            opening = self.ids.user_open_after_stream if after_stream else self.ids.user_open_after_reply
+            prompt = head + list(opening) + list(query) + list(self.ids.reply_open_after_user)
+        base = [(layer.keys, layer.values) for layer in self.cache.layers]
+        first, prefix = self._scratch_forward(base, prompt, 1)
+        scores = []
+        for ids in continuations:
+            logits = first
+            if len(ids) > 1:
+                rest, _ = self._scratch_forward(prefix, ids[:-1], len(ids) - 1)
+                logits = torch.cat([first, rest])
+            logits = logits.float()
+            if self.ids.frame_id < logits.shape[-1]:  # as decoding: a placeholder is never a reply token
+                logits[:, self.ids.frame_id] = -math.inf
+            picked = logits.log_softmax(-1).gather(1, torch.tensor(ids, device=logits.device)[:, None])
+            scores.append(float(picked.sum()))
+        return scores
+
+    def _scratch_forward(self, past: list[tuple[Tensor, Tensor]], ids: list[int],
+                         keep: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Feed ``ids`` after ``past`` (per layer keys and values ``[1, H, L, Dh]``) without touching
+        the session's cache; return the logits ``[keep, V]`` of the last ``keep`` positions and the
+        per-layer keys and values with the new ones appended."""
+        model = self.model
+        start = past[0][0].shape[-2] if past else 0
+        cache = StreamCache()
+        cache.layers = [_ScratchLayer(keys, values) for keys, values in past]
+        embeds = model.embed_tokens(torch.tensor([ids], device=model.device))
+        positions = torch.arange(start, start + len(ids), device=model.device)[None]
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True,
+                                   logits_to_keep=keep)
+        return out.logits[0], [(layer.keys, layer.values) for layer in cache.layers]
+
+    # ------------------------------------------------------------------ steps
+    def _check_time(self, time: float) -> None:
+        if not math.isfinite(time):
+            raise ValueError(f"time must be a finite number, got {time}")
+        if time < self._last_time:
+            raise ValueError(f"time goes backwards ({time} < {self._last_time})")
+
+    def _check_context(self, length: int) -> None:
+        """Warn (once) when the cache is about to hold ``length`` tokens, more than the model's context."""
+        context = self.engine.context
+        if context is not None and length > context and not self._past_context:
+            self._past_context = True
+            warnings.warn(f"the stream passed the model's context of {context} positions at frame {self.frames_seen} "
+                          "(an unbounded KV cache): replies may degrade; bound it with --kv-budget",
+                          StreamvlmWarning, stacklevel=3)
+
+    def _frame_prefix(self) -> list[int]:
+        if self._state == "start":
+            return list(self.ids.start)
+        if self._state == "reply":
+            return self._take_pending() + list(self.ids.stream_open)
+        return self._take_pending()
+
+    def _take_pending(self) -> list[int]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    def _answer_queries(self, is_due, index: int) -> list[Event]:
+        events = []
+        while (asked := self._next_query(is_due)) is not None:
+            query, prompt = asked
+            events.append(Event(query.time, "user", list(query.token_ids), index))
+            events.append(Event(query.time, "assistant", self._reply(prompt), index))
+        return events
+
+    def _next_query(self, is_due) -> tuple[_Query, list[int]] | None:
+        """Take the first queued query if ``is_due(query)``: ``(query, prompt ids to feed)``, else None."""
+        if not self._queries or not is_due(self._queries[0]):
+            return None
+        query = self._queries.pop(0)
+        after_stream = self._state == "stream"
+        # after a stream the interval decided after the last frame is replaced; after a reply its
+        # last token and eos are still pending
+        head = [] if after_stream else self._take_pending()
+        self._pending = []
+        if query.text is not None:
+            return query, head + self.model.renderer.encode_query_prompt(query.text, after_stream)
+        opening = self.ids.user_open_after_stream if after_stream else self.ids.user_open_after_reply
+        return query, head + list(opening) + query.token_ids + list(self.ids.reply_open_after_user)
+
+    def _reply(self, prompt: list[int]) -> list[int]:
+        """Feed ``prompt`` and decode a reply; leaves ``[last token?, eos]`` pending. Returns the
+        reply's ids without eos."""
+        logits = self._forward(prompt, None)
+        content: list[int] = []
+        while not self._reply_step(logits, content):
+            logits = self._forward([content[-1]], None)
+        return content
+
+    def _reply_step(self, logits: Tensor, content: list[int]) -> bool:
+        """Choose the reply's next token from ``logits [V]`` (appended to ``content``, eos excluded);
+        True when the reply is over (its tail pending, the state ``reply``); else the last token of
+        ``content`` is to be fed next."""
+        token = self._next_token(logits, content)
+        if token == self.ids.eos_id:
+            self._pending = [self.ids.eos_id]
+        else:
+            content.append(token)
+            if self.on_token is not None:
+                self.on_token(content)
+            if len(content) < self.max_new_tokens:
+                return False
+            self._pending = [token, self.ids.eos_id]
+        self._state = "reply"
+        return True
+
+    def _next_token(self, logits: Tensor, previous: list[int]) -> int:
+        logits = logits.float()
+        if self.ids.frame_id < logits.shape[0]:  # a placeholder in a reply would corrupt the layout
+            logits[self.ids.frame_id] = -math.inf
+        if self.gen.repetition_penalty != 1.0 and previous:
+            seen = torch.tensor(sorted(set(previous)), device=logits.device)
+            values = logits[seen]
+            logits[seen] = torch.where(values > 0, values / self.gen.repetition_penalty,
+                                       values * self.gen.repetition_penalty)
+        if not self.gen.do_sample:
+            return int(logits.argmax())
+        probs = (logits / self.gen.temperature).softmax(-1)
+        if self.gen.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < self.gen.top_p  # always keeps the top token
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=self._generator))
+
+    def _forward(self, ids: list[int], frame_embeds: Tensor | None) -> Tensor:
+        """Append ``ids`` then (optionally) ``frame_embeds [T, D]`` to the cache; return the
+        logits ``[V]`` at the last position."""
+        model = self.model
+        parts = []
+        if ids:
+            parts.append(model.embed_tokens(torch.tensor([ids], device=model.device)))
+        if frame_embeds is not None:
+            parts.append(frame_embeds.to(device=model.device, dtype=model.dtype)[None])
+        embeds = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        length = embeds.shape[1]
+        start = self._make_room(length)
+        positions = torch.arange(start, start + length, device=model.device)[None]
+        out = model.language_model(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
+                                   use_cache=True, logits_to_keep=1)
+        self._count_fed(ids, frame_embeds, length)
+        return out.logits[0, -1]
+
+    def _make_room(self, length: int) -> int:
+        """Before ``length`` tokens are appended: evict what the policy asks (or warn once past the
+        context, unbounded); return the cache length they start at."""
+        policy = self.engine.kv_policy
+        if policy is not None:
+            self.evicted_tokens += policy.apply(self.cache, length, self.engine.rotary)
+        start = self.kv_length
+        self._check_context(start + length)
+        return start
+
+    def _count_fed(self, ids: list[int], frame_embeds: Tensor | None, length: int) -> None:
+        """After a forward that appended ``ids`` (and ``frame_embeds``): counters and the trace."""
+        self.llm_calls += 1
+        self.tokens_fed += length
+        if self.trace is not None:
+            self.trace.fed_ids += ids
+            if frame_embeds is not None:
+                self.trace.fed_ids += [self.ids.frame_id] * frame_embeds.shape[0]
+
+
+class _ScratchLayer(DynamicLayer):
+    """A layer of a scratch cache over a session's keys and values (never written): an append
+    makes new tensors (``torch.cat``), so the session's own buffers stay as they were."""
+
+    def __init__(self, keys: Tensor, values: Tensor) -> None:
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        self.keys = torch.cat([self.keys, key_states], dim=-2)
+        self.values = torch.cat([self.values, value_states], dim=-2)
+        return self.keys, self.values

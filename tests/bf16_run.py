@@ -1,5 +1,5 @@
 """A random model built in bfloat16 on the CPU, run through a stream; prints one JSON line with
-its weight bytes and the process's peak memory (run in its own process by tests/test_materialise.py).
+its weight bytes and the process's peak memory (run in its own process by tests/model/test_materialise.py).
 
 ``python -m tests.bf16_run SIZE``: ``8b`` (Llama-3-8B + SigLIP-L/16-384 shapes with 2 layers
 each), ``medium`` (the 8B vocabulary, a 1024-wide 2-layer LM, a 2-layer tower on 96-pixel frames: the

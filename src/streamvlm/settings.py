@@ -104,7 +104,7 @@ _MESSAGES = {
 }
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap_type(tp: Any) -> Any:
     """``Annotated[X, ...]`` and ``X | None`` -> ``X`` (the first non-None member of a union)."""
     while True:
         origin = typing.get_origin(tp)
@@ -123,7 +123,7 @@ def field_path(cls: Any, loc: Sequence[Any]) -> str:
     """The dotted field path of a pydantic error location (union member tags dropped)."""
     path, tp = "", cls
     for part in loc:
-        tp = _unwrap(tp)
+        tp = unwrap_type(tp)
         if dataclasses.is_dataclass(tp):
             hints = typing.get_type_hints(tp, include_extras=True)
             if part in hints:

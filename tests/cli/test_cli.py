@@ -14,7 +14,7 @@ import pytest
 from streamvlm import cli
 from streamvlm.cli.flags import build_parser, field_docs
 from streamvlm.errors import UserError
-from streamvlm.settings import _unwrap
+from streamvlm.settings import unwrap_type
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -35,7 +35,7 @@ def _fields(cls: type) -> list[tuple[type, dataclasses.Field]]:
     out = []
     hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
-        inner = _unwrap(hints[f.name])
+        inner = unwrap_type(hints[f.name])
         if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             out += _fields(inner)
         else:

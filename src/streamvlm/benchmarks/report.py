@@ -89,9 +89,9 @@ def describe(header: dict[str, Any]) -> str:
 def plot(runs: Sequence[tuple[str, str, Sequence[dict[str, Any]]]], path: str | Path, *, title: str = "") -> Path:
     """Per-task scores of several runs ``(label, benchmark, records)``: a panel per benchmark, a
     bar per run and task (the model), a black tick for the blind baseline, a grey line for chance."""
-    from ..evaluation.plots import _pyplot, _save
+    from ..evaluation.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     benchmarks = list(dict.fromkeys(b for _, b, _ in runs))
     widths = []
     for b in benchmarks:
@@ -137,7 +137,7 @@ def plot(runs: Sequence[tuple[str, str, Sequence[dict[str, Any]]]], path: str | 
         fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(6, len(legend)), fontsize=8,
                    bbox_to_anchor=(0.5, -0.02))
         fig.subplots_adjust(bottom=0.25)
-        return _save(fig, Path(path), "--out", title)
+        return save_figure(fig, Path(path), "--out", title)
     finally:
         plt.close(fig)
 

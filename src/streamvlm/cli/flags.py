@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from ..errors import UserError
 from ..outputs import run_scope
-from ..settings import Arg, _unwrap, dumps, from_dict, merge, read_config_dict
+from ..settings import Arg, dumps, from_dict, merge, read_config_dict, unwrap_type
 
 T = TypeVar("T")
 
@@ -104,7 +104,7 @@ def _add_fields(parser: argparse.ArgumentParser, group: Any, cls: type, prefix: 
         if not field.init:
             continue
         tp = hints[field.name]
-        arg, base = _arg(tp), _unwrap(tp)
+        arg, base = _arg(tp), unwrap_type(tp)
         path = (*prefix, field.name)
         if _is_settings(base):
             title = (base.__doc__ or base.__name__).strip().splitlines()[0].replace("``", "").rstrip(".")
@@ -137,7 +137,7 @@ def _add_fields(parser: argparse.ArgumentParser, group: Any, cls: type, prefix: 
             nargs = arg.nargs
             shape = arg if arg.metavar else _arg(item)
             group.add_argument(name, dest=dest, action="extend" if nargs else "append", nargs=nargs,
-                               metavar=_metavar(field.name, _unwrap(item), shape), default=argparse.SUPPRESS,
+                               metavar=_metavar(field.name, unwrap_type(item), shape), default=argparse.SUPPRESS,
                                help=doc + (" (repeatable)" if not nargs else ""))
         else:
             group.add_argument(name, dest=dest, metavar=_metavar(field.name, base, arg), default=argparse.SUPPRESS,

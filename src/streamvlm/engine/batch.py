@@ -23,12 +23,13 @@ into its own cache. The new inputs are ragged too (an interval token, a reply's 
 stream opening, a query prompt, one reply token): they are right-aligned in a block of the longest
 input. A 2-D attention mask zeroes every pad, each real token keeps its own session position, and
 the logits at the last column are each session's. When no row needs padding no mask is passed;
-a batch of one session runs the session's own ``_forward``. Models with sliding-window layers
+a batch of one session runs the session's own ``feed``. Models with sliding-window layers
 (whose masks count cache columns, which padding shifts) are stepped one session at a time.
 
-Everything that decides and decodes runs in the session's own code (``_frame_prefix``,
-``_next_query``, ``_reply_step``: shared with the single-session path, not copied). Bounded KV is
-exact: each session's policy evicts from its own cache before stacking, as ``_forward`` does.
+Everything that decides and decodes runs in the session's own code, through its public stages
+(``begin_frame``, ``frame_prefix``, ``frame_fed``, ``take_query``, ``decide``, ``reply_step``,
+``make_room``, ``record_fed``: shared with the single-session path, not copied). Bounded KV is
+exact: each session's policy evicts from its own cache before stacking, as ``feed`` does.
 One batched step runs at a time per model (its stacking buffers are reused from step to step).
 """
 
@@ -42,7 +43,6 @@ import torch
 from torch import Tensor
 from transformers.cache_utils import DynamicLayer
 
-from ..model.decision import frame_scores, responds
 from ..model.language_model import text_config
 from .kv_cache import StreamCache
 from .session import Event, StreamSession
@@ -97,28 +97,25 @@ def step_frames(sessions: Sequence[StreamSession], frames: Sequence[Tensor] | Te
             _alone(result, lambda s=session, f=frame, t=time: s.push_frame(f, t))
         return results
     times = [float(t) for t in times]
-    indices = [session.frames_seen for session in sessions]
-    for session, time in zip(sessions, times):
-        session._last_time = time
+    indices = [session.begin_frame(time) for session, time in zip(sessions, times)]
     # 1. queries asked before this frame (a session that has seen no frame answers them after it)
-    rows = [i for i, s in enumerate(sessions) if s.frames_seen > 0]
-    _answer_queries(sessions, rows, results, indices, lambda i: lambda q: q.time < times[i])
+    rows = [i for i, index in enumerate(indices) if index > 0]
+    _answer_queries(sessions, rows, results, indices, times, inclusive=False)
     # 2. the frame
     rows = [i for i in range(len(sessions)) if results[i].error is None]
-    logits = _forward_batch([sessions[i] for i in rows], [sessions[i]._frame_prefix() for i in rows],
+    logits = _forward_batch([sessions[i] for i in rows], [sessions[i].frame_prefix() for i in rows],
                             [frames[i] for i in rows])
     # 3. queries at this frame's time, else the decision and its reply
     speaking, answering = [], []
     for row, i in enumerate(rows):
         session = sessions[i]
-        session.frames_seen += 1
-        session._state = "stream"
-        if any(q.time <= times[i] for q in session._queries):
+        session.frame_fed()
+        if session.has_query_due(times[i]):
             answering.append(i)
-        elif _speaks(session, logits[row]):
+        elif session.decide(logits[row]).speak:
             speaking.append(i)
     prompts = {i: list(sessions[i].ids.reply_open_after_stream) for i in speaking}
-    _answer_queries(sessions, answering, results, indices, lambda i: lambda q: q.time <= times[i], prompts)
+    _answer_queries(sessions, answering, results, indices, times, inclusive=True, replies=prompts)
     return results
 
 
@@ -133,11 +130,7 @@ def _check(sessions, frames, times) -> None:
     for session, frame, time in zip(sessions, frames, times):
         if session.model is not model:
             raise ValueError("push_frames: the sessions do not share one model")
-        expected = (session.ids.tokens_per_frame, model.config.llm_hidden_size)
-        if tuple(frame.shape) != expected:
-            raise ValueError(f"push_frames: expected frame embeddings of shape {expected}, "
-                             f"got {tuple(frame.shape)}")
-        session._check_time(time)
+        session.check_frame(frame, time, where="push_frames")
 
 
 def _alone(result: StepResult, step: Callable[[], list[Event]]) -> None:
@@ -147,32 +140,21 @@ def _alone(result: StepResult, step: Callable[[], list[Event]]) -> None:
         result.error = exc
 
 
-def _speaks(session: StreamSession, logits: Tensor) -> bool:
-    """The decision after a frame (no query due): True when the session speaks, else the interval
-    token is left pending."""
-    if session.trace is not None:
-        session.trace.decision_positions.append(session.kv_length - 1)
-        session.trace.decision_logits.append(logits.float().cpu())
-    ids = session.ids
-    if responds(frame_scores(logits[None], ids.silence_id)[0], session.gen.threshold):
-        return True
-    session._pending = [ids.interval_id] if ids.interval_id is not None else []
-    return False
-
-
 def _answer_queries(sessions: Sequence[StreamSession], rows: list[int], results: list[StepResult],
-                    indices: list[int], due: Callable[[int], Callable], replies: dict[int, list[int]] | None = None):
-    """Answer the due queries of ``sessions[rows]`` in rounds (one query per session per round),
-    decoding the answers together; ``replies``: sessions that (also, in the first round) decode a
-    reply to this prompt, without a query (the decision fired)."""
+                    indices: list[int], times: list[float], *, inclusive: bool,
+                    replies: dict[int, list[int]] | None = None) -> None:
+    """Answer the queries of ``sessions[rows]`` asked before ``times[i]`` (at or before, with
+    ``inclusive``) in rounds (one query per session per round), decoding the answers together;
+    ``replies``: sessions that (also, in the first round) decode a reply to this prompt, without a
+    query (the decision fired)."""
     replies = dict(replies or {})
     while True:
         prompts: dict[int, tuple[list[int], Event | None]] = {}
         for i in rows:
-            asked = sessions[i]._next_query(due(i)) if results[i].error is None else None
+            asked = sessions[i].take_query(times[i], inclusive=inclusive) if results[i].error is None else None
             if asked is not None:
-                query, prompt = asked
-                prompts[i] = (prompt, Event(query.time, "user", list(query.token_ids), indices[i]))
+                query = asked.query
+                prompts[i] = (asked.prompt, Event(query.time, "user", list(query.token_ids), indices[i]))
         for i, prompt in replies.items():
             prompts[i] = (prompt, None)
         replies = {}
@@ -187,13 +169,13 @@ def _answer_queries(sessions: Sequence[StreamSession], rows: list[int], results:
             user = prompts[i][1]
             if user is not None:
                 results[i].events.append(user)
-            time = user.time if user is not None else sessions[i]._last_time
+            time = user.time if user is not None else sessions[i].last_time
             results[i].events.append(Event(time, "assistant", reply, indices[i]))
         rows = [i for i in rows if i in prompts]
 
 
 def _decode(sessions: list[StreamSession], prompts: list[list[int]]) -> list[list[int] | BaseException]:
-    """Feed each session its prompt and decode its reply (``session._reply`` for all at once: one
+    """Feed each session its prompt and decode its reply (``session.reply`` for all at once: one
     forward per token over the sessions still replying). Returns each reply's ids, or the exception
     its ``on_token`` raised (that session stops; the others go on)."""
     results: list[list[int] | BaseException | None] = [None] * len(sessions)
@@ -204,7 +186,7 @@ def _decode(sessions: list[StreamSession], prompts: list[list[int]]) -> list[lis
         still, inputs = [], []
         for row, i in enumerate(active):
             try:
-                done = sessions[i]._reply_step(logits[row], contents[i])
+                done = sessions[i].reply_step(logits[row], contents[i])
             except BaseException as exc:  # noqa: BLE001 - reported to the caller with the session
                 results[i] = exc
                 continue
@@ -257,10 +239,10 @@ class _StackedLayer(DynamicLayer):
 
 def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
                    frames: list[Tensor | None]) -> Tensor:
-    """``session._forward(prefix, frame)`` of every session in one forward (a frame may be None);
+    """``session.feed(prefix, frame)`` of every session in one forward (a frame may be None);
     returns the last logits ``[B, V]``."""
     if len(sessions) == 1:
-        return sessions[0]._forward(prefixes[0], frames[0])[None]
+        return sessions[0].feed(prefixes[0], frames[0])[None]
     model = sessions[0].model
     device, dtype = model.device, model.dtype
     flat = [token for ids in prefixes for token in ids]
@@ -274,7 +256,7 @@ def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
         if frame is not None:
             parts.append(frame.to(device=device, dtype=dtype))
         embeds = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
-        session._make_room(embeds.shape[0])
+        session.make_room(embeds.shape[0])
         inputs.append(embeds)
     lengths = torch.tensor([s.kv_length for s in sessions], device=device)
     counts = torch.tensor([e.shape[0] for e in inputs], device=device)
@@ -304,7 +286,7 @@ def _forward_batch(sessions: list[StreamSession], prefixes: list[list[int]],
             session.cache.update(layer.keys[row:row + 1, :, past + width - n:],
                                  layer.values[row:row + 1, :, past + width - n:], layer_index)
     for session, ids, frame, n in zip(sessions, prefixes, frames, counts.tolist()):
-        session._count_fed(ids, frame, n)
+        session.record_fed(ids, frame, n)
     return out.logits[:, -1]
 
 

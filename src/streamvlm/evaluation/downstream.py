@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..model.conversation import Turn
-from .stream_eval import _frame_kwargs
+from .stream_eval import frame_kwargs
 
 COIN_TASKS = ("coin_step", "coin_task", "coin_next", "coin_procedure", "coin_procedure_goal")
 TASKS = COIN_TASKS + ("lta",)
@@ -120,7 +120,7 @@ def generate_answers(model, turns: Sequence[Turn], frames: Tensor | None, *, max
     """The model's answers to a conversation ending with a question: the prompt is the rendered
     conversation up to the assistant's opening; ``num_beams`` sequences come back (greedy for 1)."""
     input_ids = torch.tensor([answer_prompt(model.renderer, turns)], dtype=torch.long, device=model.device)
-    kwargs = _frame_kwargs(frames)
+    kwargs = frame_kwargs(frames)
     frame_embeds = None
     if "frame_tokens" in kwargs:
         frame_embeds = model.project_frames(kwargs["frame_tokens"])

@@ -27,7 +27,8 @@ def require_matplotlib(flag: str = "--plot") -> None:
         raise UserError(f"{flag}: drawing plots needs matplotlib; install it with `pip install matplotlib`")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display); UserError without matplotlib."""
     require_matplotlib()
     import matplotlib
 
@@ -37,7 +38,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path, name: str, title: str = "") -> Path:
+def save_figure(fig, path: Path, name: str, title: str = "") -> Path:
     """Title the figure, lay it out and write it as a PNG atomically."""
     if title:
         fig.suptitle(title, fontsize=11)
@@ -52,7 +53,7 @@ def plot_quality(runs: Sequence[tuple[str, Sequence[WindowScore]]], path: str | 
     """Quality over time: one panel per measure of :data:`PLOTTED`, one line per run
     ``(label, windows)``, x the middle of each window in minutes, y in percent (a window with
     nothing to measure leaves a gap)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
     try:
         for ax, (key, label) in zip(axes.flat, PLOTTED):
@@ -68,7 +69,7 @@ def plot_quality(runs: Sequence[tuple[str, Sequence[WindowScore]]], path: str | 
         for ax in axes[:, 0]:
             ax.set_ylabel("%")
         axes.flat[0].legend(fontsize=8, loc="lower left")
-        return _save(fig, Path(path), name, title)
+        return save_figure(fig, Path(path), name, title)
     finally:
         plt.close(fig)
 
@@ -80,7 +81,7 @@ def plot_confusion(panels: Sequence[tuple[str, Confusion]], path: str | Path, *,
     value's over-prediction ratio (its share of the replies' mentions over its share of the gold's)."""
     import math
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5.6), squeeze=False)
     try:
         for ax, (panel, conf) in zip(axes[0], panels):
@@ -101,6 +102,6 @@ def plot_confusion(panels: Sequence[tuple[str, Confusion]], path: str | Path, *,
             ax.set_xlabel("predicted (paired reply)")
             ax.set_ylabel("gold (replies' share / gold share)")
             ax.set_title(panel, fontsize=10)
-        return _save(fig, Path(path), name, title)
+        return save_figure(fig, Path(path), name, title)
     finally:
         plt.close(fig)

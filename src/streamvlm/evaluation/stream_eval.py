@@ -69,7 +69,8 @@ def _segments(rendered: RenderedConversation) -> list[_Segment]:
     return segments
 
 
-def _frame_kwargs(frames: Tensor | None) -> dict[str, Tensor]:
+def frame_kwargs(frames: Tensor | None) -> dict[str, Tensor]:
+    """The model's keyword for ``frames``: features ``[N, T, D]`` or pixels ``[N, 3, S, S]``."""
     if frames is None or frames.shape[0] == 0:
         return {}
     return {"frame_tokens": frames} if frames.dim() == 3 else {"pixel_values": frames}
@@ -92,7 +93,7 @@ def _following_scores(model, cache: Cache, prefix_length: int, frames: Tensor) -
     n = frames.shape[0]
     input_ids = torch.tensor([piece * n], dtype=torch.long, device=model.device)
     out = model(input_ids=input_ids, cache=_prefix_cache(cache, prefix_length), use_cache=True,
-                **_frame_kwargs(frames))
+                **frame_kwargs(frames))
     ends = torch.arange(1, n + 1, device=input_ids.device) * len(piece) - 1
     return frame_scores(out.logits[0, ends], ids.silence_id)
 
@@ -115,7 +116,7 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
     silence_id = model.token_ids.silence_id
     with torch.inference_mode():
         input_ids = torch.tensor([rendered.input_ids], dtype=torch.long, device=model.device)
-        out = model(input_ids=input_ids, use_cache=True, **_frame_kwargs(frames))
+        out = model(input_ids=input_ids, use_cache=True, **frame_kwargs(frames))
         logits, cache = out.logits[0], out.cache
         labels = torch.tensor(rendered.labels, device=logits.device)
         segments = _segments(rendered)

@@ -169,7 +169,7 @@ async def _stream(ws: WebSocket, state: ServeState) -> None:
         await ws.send_text(SessionMessage(
             id=session.id, fps=state.fps, frame_side=state.scheduler.fit.size if state.scheduler.fit else 0,
             frame_resize=state.scheduler.fit.rule if state.scheduler.fit else None,
-            threshold=session.assistant.session.gen.threshold,
+            threshold=session.assistant.session.threshold,
             limits=Limits(max_message_bytes=limits.max_message_bytes, max_image_pixels=limits.max_image_pixels,
                           max_query_chars=limits.max_query_chars, queue_frames=limits.queue_frames,
                           idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout)).model_dump_json())

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..video.imagesize import _jpeg_size, _webp_size, image_codec
+from ..video.imagesize import image_codec, jpeg_size, webp_size
 from ..video.metadata import ImageDataError
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ def sniff(data: bytes) -> tuple[str, tuple[int, int] | None] | None:
             return "png", (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
         return "png", None
     if codec == "mjpeg":
-        return "mjpeg", _jpeg_size(io.BytesIO(data))
+        return "mjpeg", jpeg_size(io.BytesIO(data))
     if codec == "webp":
-        return "webp", _webp_size(head) if len(head) >= 30 else None
+        return "webp", webp_size(head) if len(head) >= 30 else None
     return None
 
 

@@ -87,7 +87,7 @@ def load_run(model: Any, *, sessions: int, seconds: float, generation: Any = Non
         sampler.join()
     metrics = state.metrics
     latencies = np.array(metrics.latencies) * 1000 if metrics.latencies else np.zeros(1)
-    processed = int(metrics.frames_processed._value.get())
+    processed = int(metrics.total("frames_processed"))
     return {
         "sessions": sessions,
         "sessions_held": sum(held for held, _ in results),
@@ -95,7 +95,7 @@ def load_run(model: Any, *, sessions: int, seconds: float, generation: Any = Non
         "fps_per_session": state.fps,
         "frames_sent": sum(n for _, n in results),
         "frames_processed": processed,
-        "frames_dropped": int(metrics.frames_dropped._value.get()),
+        "frames_dropped": int(metrics.total("frames_dropped")),
         "aggregate_fps": round(processed / wall, 1),
         "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1),

@@ -55,5 +55,9 @@ class ServeMetrics:
                 self._done.popleft()
             return len(self._done) / 10.0
 
+    def total(self, name: str) -> float:
+        """The value of counter ``name`` (e.g. ``frames_processed``) in this registry."""
+        return self.registry.get_sample_value(f"streamvlm_{name}_total") or 0.0
+
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -348,14 +348,14 @@ class Scheduler:
         pixels = self.model.frame_encoder.preprocess(torch.as_tensor(image)[None].to(device))[0]
         assistant = session.assistant
         if session.threshold is not None:
-            assistant.session.gen = replace(assistant.session.gen, threshold=session.threshold)
+            assistant.session.set_threshold(session.threshold)
             session.threshold = None
         with self._cond:
             due = [q for q in session.queries if q.time <= frame.time]
             if not (session.ending and not session.frames):
                 due = due[:QUESTIONS_PER_FRAME]
             session.queries = session.queries[len(due):]
-        last = assistant.session._last_time
+        last = assistant.session.last_time
         for q in due:  # asked at the first frame at or after their time, as narrate does
             assistant.ask(q.text, max(q.time, last))
         return pixels
@@ -382,7 +382,7 @@ class Scheduler:
     def _finish(self, session: Session) -> None:
         with self._cond:
             pending, session.queries = session.queries, []
-        last = session.assistant.session._last_time
+        last = session.assistant.session.last_time
         for q in pending:
             why = ("more questions were due at its frame than one frame answers, and the stream ended before the "
                    "next frame" if q.time <= last else "it came after the last frame")

@@ -35,15 +35,15 @@ def image_size(path: str) -> tuple[int, int] | None:
         if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
             return struct.unpack(">II", head[16:24])
         if head.startswith(b"\xff\xd8"):
-            return _jpeg_size(file)
+            return jpeg_size(file)
         if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
-            return _webp_size(head)
+            return webp_size(head)
         if head[:2] == b"BM" and len(head) >= 26:
             return _bmp_size(head)
     return None
 
 
-def _jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
+def jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
     """Walks the marker segments after SOI up to the first frame header (SOFn)."""
     file.seek(2)
     for _ in range(_JPEG_MAX_SEGMENTS):
@@ -73,7 +73,8 @@ def _jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
     return None
 
 
-def _webp_size(head: bytes) -> tuple[int, int] | None:
+def webp_size(head: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the first 30 bytes of a WebP file (VP8, VP8L or VP8X), else None."""
     chunk = head[12:16]
     if chunk == b"VP8 ":  # lossy: frame tag, start code, 14-bit sizes
         if head[23:26] != b"\x9d\x01\x2a":

@@ -581,7 +581,7 @@ def _grow_and_time(session, frames, lengths: list[int], chunk: int, generator, s
         while session.tokens_fed < length:
             size = min(chunk, length - session.tokens_fed)
             noise = torch.randn(size, model.config.llm_hidden_size, generator=generator)
-            session._forward([], noise.to(device=model.device, dtype=model.dtype))
+            session.feed([], noise.to(device=model.device, dtype=model.dtype))
         cached = session.kv_length
         times = [push(frames[1 + i]) for i in range(count)]
         append = _append_ms(session, lambda: push(frames[1]), count, sync)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .render import _Timeline
+from .render import Timeline
 from .spec import VideoSpec
 from .vocabulary import COLOURS, KIND_RADIUS, VERBS
 
@@ -50,12 +50,12 @@ def frame_labels(spec: VideoSpec, times: Sequence[float]) -> np.ndarray:
     column per :data:`LABEL_FIELDS` entry."""
     scenes = spec.scenes()
     starts = [start for start, _, _ in scenes]
-    timelines: dict[int, _Timeline] = {}
+    timelines: dict[int, Timeline] = {}
     rows = np.zeros((len(times), len(LABEL_FIELDS)), dtype=np.int64)
     for i, t in enumerate(times):
         k = max(bisect_right(starts, t) - 1, 0)  # the part of a stream on screen at t
         if k not in timelines:
-            timelines[k] = _Timeline(scenes[k][2])
+            timelines[k] = Timeline(scenes[k][2])
         timeline, shown = timelines[k], scenes[k][2]
         held = next((o.id for o in shown.objects if timeline.state(o.id, t).holder == "hand"), None)
         action = timeline.current(t)

@@ -118,7 +118,7 @@ class _State:
     cut: float
 
 
-class _Timeline:
+class Timeline:
     """Object states and hand position as functions of time, replayed from the actions."""
 
     def __init__(self, spec: VideoSpec) -> None:
@@ -243,7 +243,7 @@ class _Scene:
 
     def __init__(self, spec: VideoSpec) -> None:
         self.spec = spec
-        self.tl = _Timeline(spec)
+        self.tl = Timeline(spec)
         s = spec.size
         self.margin = int(math.ceil(spec.style.jitter * s * 1.5)) + 1
         side = s + 2 * self.margin

@@ -1,0 +1,179 @@
+"""The package's boundaries, read from its source: no import cycle (module-level and function-level
+imports alike), and no module reaching into another module's private members."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+SRC = REPO / "src"
+
+THIRD_PARTY_PRIVATE = {
+    "_from_config": "transformers: PreTrainedModel._from_config builds a model from its config without weights",
+    "_is_hf_initialized": "transformers: the flag its initialisation reads to skip parameters already set",
+    "_reset_state": "accelerate: AcceleratorState._reset_state, the documented way to forget a distributed setup",
+}
+"""Private names of other libraries that the code uses on purpose (the reason beside each)."""
+
+
+# ---------------------------------------------------------------------------- the source, as modules
+def modules(src: Path, package: str = "streamvlm") -> dict[str, tuple[Path, bool]]:
+    """Dotted module name -> (file, is a package ``__init__``) for every module under ``src/package``."""
+    out = {}
+    for path in sorted((src / package).rglob("*.py")):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts = parts[:-1]
+        out[".".join(parts)] = (path, is_package)
+    return out
+
+
+def imported(name: str, is_package: bool, node: ast.Import | ast.ImportFrom, known: set[str]) -> set[str]:
+    """The modules of ``known`` that one import statement of module ``name`` loads."""
+    if isinstance(node, ast.Import):
+        targets = [alias.name for alias in node.names]
+    else:
+        base = name.split(".") if is_package else name.split(".")[:-1]
+        if node.level:
+            base = base[: len(base) - node.level + 1]
+            prefix = ".".join(base + ([node.module] if node.module else []))
+        else:
+            prefix = node.module or ""
+        # ``from package import module`` loads the module; ``from module import name`` the module
+        targets = [f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in known else prefix for alias in node.names]
+    found = set()
+    for target in targets:
+        while target not in known and "." in target:  # a name inside a module: the module
+            target = target.rsplit(".", 1)[0]
+        if target in known and target != name:
+            found.add(target)
+    return found
+
+
+def import_graph(src: Path, package: str = "streamvlm") -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere (top level, inside functions, under
+    TYPE_CHECKING: each is an edge a reader follows)."""
+    known = modules(src, package)
+    graph = {}
+    for name, (path, is_package) in known.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                edges |= imported(name, is_package, node, set(known))
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def own_names(tree: ast.Module) -> set[str]:
+    """Names a module defines itself: functions, classes, assigned names, arguments, and
+    attributes it sets on ``self`` / ``cls``."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+              and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            names.add(node.attr)
+    return names
+
+
+def private_reaches(path: Path, allowed: set[str] = frozenset()) -> list[str]:
+    """``file:line: what`` for each private member of another module this file touches: an
+    attribute ``x._name`` (``x`` not ``self`` / ``cls``) that the file does not define itself, or
+    ``from module import _name``. Dunder names are public."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own = own_names(tree)
+    found = []
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__") and name not in allowed
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr) and node.attr not in own:
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append(f"{path}:{node.lineno}: {ast.unparse(node)[:60]}")
+        elif isinstance(node, ast.ImportFrom):
+            found += [f"{path}:{node.lineno}: from {node.module} import {alias.name}"
+                      for alias in node.names if private(alias.name)]
+    return found
+
+
+# ---------------------------------------------------------------------------- the checks
+def test_no_import_cycle():
+    graph = import_graph(SRC)
+    assert len(graph) > 150  # every module was read
+    assert cycles(graph) == []
+
+
+def test_no_module_reaches_into_another_modules_private_members():
+    found = [hit for path, _ in modules(SRC).values() for hit in private_reaches(path, set(THIRD_PARTY_PRIVATE))]
+    assert found == []
+
+
+def test_the_checks_catch_what_they_look_for(tmp_path):
+    """Both checks fail on a package built to break them (so they can fail at all)."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .sub import b\n\nclass A:\n    def __init__(self):\n        self._mine = 1\n\n"
+                                  "    def same(self, other):\n        return other._mine\n")
+    (package / "sub" / "b.py").write_text("def f():\n    from ..a import A\n    return A()._theirs\n")
+    (package / "c.py").write_text("from .a import _hidden\nimport pkg.sub.b\n")
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.a"}  # a function-level import counts
+    assert graph["pkg.c"] == {"pkg.a", "pkg.sub.b"}
+    assert cycles(graph) == [["pkg.a", "pkg.sub.b"]]
+    assert private_reaches(package / "a.py") == []  # its own member, on another instance
+    assert [hit.split(": ", 1)[1] for hit in private_reaches(package / "sub" / "b.py")] == ["A()._theirs"]
+    assert [hit.split(": ", 1)[1] for hit in private_reaches(package / "c.py")] == ["from a import _hidden"]
+
+
+@pytest.mark.parametrize("name", sorted(THIRD_PARTY_PRIVATE))
+def test_allowed_private_names_are_still_used(name):
+    """An allowance nobody needs any more is removed."""
+    assert any(f"._{name[1:]}" in path.read_text(encoding="utf-8") for path, _ in modules(SRC).values())

@@ -86,3 +86,20 @@ def ffmpeg_upstream(frame, size: int):
     frame.pts = None
     graph.push(frame)
     return graph.pull().reformat(format="rgb24").to_ndarray()
+
+
+def serving_parts(model: StreamVLM, generation=None, *, fit=None, queue_frames: int = 16):
+    """A scheduler and a model runner over ``model`` (unbounded KV cache), not started: a test
+    runs their plans itself (``runner.run(scheduler.plan())``), so every batch is known."""
+    from streamvlm.engine.defaults import resolve_stream
+    from streamvlm.engine.options import StreamOptions
+    from streamvlm.serve.limits import ServeLimits
+    from streamvlm.serve.metrics import ServeMetrics
+    from streamvlm.serve.model_runner import ModelRunner
+    from streamvlm.serve.scheduler import Scheduler
+
+    limits, metrics = ServeLimits(queue_frames=queue_frames), ServeMetrics()
+    scheduler = Scheduler(limits, metrics)
+    runner = ModelRunner(resolve_stream(model, StreamOptions(kv_budget=0), generation), scheduler, limits=limits,
+                         metrics=metrics, fit=fit)
+    return scheduler, runner

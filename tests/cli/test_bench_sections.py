@@ -99,11 +99,11 @@ def test_unknown_method_is_refused(capsys):
 def test_gpu_timing_helpers_on_cpu():
     import torch
 
-    from streamvlm.cli.commands.bench import _Meter, _percentile, _syncer
+    from streamvlm.experiments.speed import Meter, percentile, syncer
 
-    assert _syncer(torch, "cpu")() is None
-    assert _syncer(torch, "cuda") is torch.cuda.synchronize
-    meter = _Meter(torch, "cpu")
+    assert syncer("cpu")() is None
+    assert syncer("cuda") is torch.cuda.synchronize
+    meter = Meter("cpu")
     meter.sample()
     assert meter.peak_mib() >= 0 and meter.total_mib() > 0
-    assert _percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and _percentile([1.0, 2.0], 0.99) == 2.0
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and percentile([1.0, 2.0], 0.99) == 2.0

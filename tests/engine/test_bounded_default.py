@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from streamvlm.engine import GenerationConfig, StreamEngine
+from streamvlm.engine.defaults import resolve_stream
 from streamvlm.engine.kv_policy import MIN_WINDOW, SINK_FRAMES, stream_policy
 from streamvlm.engine.layout import LayoutIds
-from streamvlm.engine.narration import NARRATE_INSTRUCTION, build_assistant
+from streamvlm.engine.narration import NARRATE_INSTRUCTION
+from streamvlm.engine.options import StreamOptions
 from streamvlm.errors import ConfigError, StreamvlmWarning
 from tests.engine.mocks import bias_tokens
 from tests.helpers import tiny_model
@@ -23,16 +25,16 @@ def start_tokens(model) -> int:
 def test_the_default_budget_is_the_models_then_its_context():
     model = tiny_model(max_positions=512)
     start, frame = start_tokens(model), model.config.tokens_per_frame + 1  # a frame and its interval token
-    policy = stream_policy(model, None, start)
+    policy = stream_policy(model, None)
     # the context; the sink: the session start and the first SINK_FRAMES frames
     assert (policy.sink_tokens, policy.max_tokens) == (start + SINK_FRAMES * frame, 512)
     model.config.stream_kv_budget = 300
-    policy = stream_policy(model, None, start)
+    policy = stream_policy(model, None)
     assert policy.max_tokens == 300  # the model's own budget
-    assert stream_policy(model, 0, start) is None  # unbounded only when asked
-    tight = stream_policy(model, start + MIN_WINDOW + 3 * frame + 1, start)  # room for 3 first frames only
+    assert stream_policy(model, 0) is None  # unbounded only when asked
+    tight = stream_policy(model, start + MIN_WINDOW + 3 * frame + 1)  # room for 3 first frames only
     assert (tight.sink_tokens, tight.window_tokens) == (start + 3 * frame, MIN_WINDOW + 1)
-    assert build_assistant(model).session.engine.kv_policy.sink_tokens == start + SINK_FRAMES * frame
+    assert resolve_stream(model).assistant().session.engine.kv_policy.sink_tokens == start + SINK_FRAMES * frame
 
 
 def test_every_accepted_budget_keeps_streaming_past_its_first_eviction():
@@ -42,7 +44,7 @@ def test_every_accepted_budget_keeps_streaming_past_its_first_eviction():
     frames = torch.randn(120, model.config.tokens_per_frame, model.config.llm_hidden_size,
                          generator=torch.Generator().manual_seed(0))
     for budget in (start + MIN_WINDOW, 256, 384, 512, 1024):
-        session = build_assistant(model, GenerationConfig(threshold=0.9), kv_budget=budget).session
+        session = StreamEngine(model, GenerationConfig(threshold=0.9), stream_policy(model, budget)).new_session()
         replies_after = 0
         for k, frame in enumerate(frames):
             events = session.push_frame(frame, k * 0.5)
@@ -55,12 +57,12 @@ def test_a_budget_over_the_context_warns_and_one_too_small_is_refused():
     model = tiny_model(max_positions=512)
     start = start_tokens(model)
     with pytest.warns(StreamvlmWarning, match="exceeds the model's context of 512"):
-        assert stream_policy(model, 1024, start).max_tokens == 1024
+        assert stream_policy(model, 1024).max_tokens == 1024
     with pytest.raises(ConfigError, match=f"use at least {start + MIN_WINDOW}"):
-        stream_policy(model, start + MIN_WINDOW - 1, start)
+        stream_policy(model, start + MIN_WINDOW - 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        stream_policy(model, start + MIN_WINDOW, start)  # the smallest accepted budget: no warning
+        stream_policy(model, start + MIN_WINDOW)  # the smallest accepted budget: no warning
 
 
 def test_an_unbounded_stream_warns_once_when_it_passes_the_context():
@@ -80,7 +82,7 @@ def test_an_unbounded_stream_warns_once_when_it_passes_the_context():
 def test_the_default_policy_keeps_a_10000_frame_stream_within_context_and_budget(one_thread):
     model = tiny_model(max_positions=384)
     bias_tokens(model, interval_id=30.0)  # silent: frames only, the fastest stream
-    session = build_assistant(model).session
+    session = resolve_stream(model).assistant().session
     policy = session.engine.kv_policy
     assert policy.max_tokens == 384
     frame = torch.randn(model.config.tokens_per_frame, model.config.llm_hidden_size)
@@ -115,7 +117,7 @@ def test_the_embedded_model_keeps_speaking_well_formed_after_eviction_at_every_b
     model, frames = two_minute_clip
     decode = model.tokenizer.decode
     for budget in (256, 512, 1024):
-        session = build_assistant(model, kv_budget=budget).session
+        session = resolve_stream(model, StreamOptions(kv_budget=budget)).assistant().session
         session.push_query(NARRATE_INSTRUCTION, 0.0)
         after = []
         for k, frame in enumerate(frames):

@@ -81,9 +81,9 @@ def hostile_server(tiny_model):  # noqa: F811
 def alone_default(model, images: list[np.ndarray]) -> list[tuple[str, float, str]]:
     """The events of one session of ``hostile_server``'s settings, fed ``images`` at 2 frames/s."""
     from streamvlm.engine import GenerationConfig
-    from streamvlm.engine.narration import build_assistant
+    from streamvlm.engine.defaults import resolve_stream
 
-    assistant = build_assistant(model, GenerationConfig(max_new_tokens=REPLY_TOKENS))
+    assistant = resolve_stream(model, generation=GenerationConfig(max_new_tokens=REPLY_TOKENS)).assistant()
     return [(e.role, e.time, e.text) for k, image in enumerate(images) for e in assistant.push_frame(image, k * 0.5)]
 
 

@@ -2,7 +2,7 @@
 whose frame fails (undecodable, unprocessable, unencodable, a step that raises) next to good ones.
 Each good session must end with exactly the narration it gets alone; a failing one ends alone.
 
-The scheduler is stepped here directly (no worker thread, no server): every batch is known."""
+The scheduler's plans are run here directly (no worker thread, no server): every batch is known."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamvlm.engine import GenerationConfig
-from streamvlm.engine.narration import build_assistant, frame_fit
+from streamvlm.engine.defaults import resolve_stream
+from streamvlm.engine.narration import frame_fit
 from streamvlm.engine.options import TimedQuery
 from streamvlm.serve.images import decode_image
-from streamvlm.serve.limits import QUESTIONS_PER_FRAME, ServeLimits
-from streamvlm.serve.metrics import ServeMetrics
+from streamvlm.serve.limits import QUESTIONS_PER_FRAME
 from streamvlm.serve.protocol import AssistantDeltaMessage, AssistantMessage, CloseCode, ErrorMessage, UserMessage
-from streamvlm.serve.scheduler import Close, Scheduler
+from streamvlm.serve.scheduler import Close
+from tests.helpers import serving_parts
 
 from .conftest import REPLY_TOKENS, alone_default, encode_image, noise, write_video
 
@@ -41,7 +42,7 @@ def said(box: list) -> list[tuple[str, float, str]]:
 
 def alone(model, images: list[np.ndarray | None], query: TimedQuery | None) -> list[tuple[str, float, str]]:
     """The events of one session fed ``images`` (None: a rejected frame) by itself, as narrate would."""
-    assistant = build_assistant(model, GENERATION)
+    assistant = resolve_stream(model, generation=GENERATION).assistant()
     events = []
     for k, image in enumerate(images):
         if image is None:
@@ -57,8 +58,7 @@ def run_batch(model, clients: list[tuple[tuple[int, int], str, str | None, bool]
     """Open one session per client (size, format, fault, asks a question), queue all their frames,
     step the scheduler until every frame is done, and check each session's outcome."""
     side = frame_fit(model)
-    scheduler = Scheduler(model, GENERATION, kv_budget=0, limits=ServeLimits(queue_frames=16),
-                          metrics=ServeMetrics(), fit=side)
+    scheduler, runner = serving_parts(model, GENERATION, fit=side)
     boxes, expected = [], []
     for i, ((width, height), fmt, fault, asks) in enumerate(clients):
         box: list = []
@@ -69,7 +69,7 @@ def run_batch(model, clients: list[tuple[tuple[int, int], str, str | None, bool]
                 box.append(m)
         else:
             emit = box.append
-        session = scheduler.open(emit)
+        session = runner.open(emit)
         query = TimedQuery(0.0, "What is this?") if asks or fault == "step_raises" else None
         if query is not None:
             scheduler.submit_query(session, query)
@@ -88,10 +88,8 @@ def run_batch(model, clients: list[tuple[tuple[int, int], str, str | None, bool]
         boxes.append(box)
         expected.append(alone(model, images, query) if fault in (None, "undecodable") else None)
     steps = 0
-    while any(s.frames for s in scheduler._sessions.values()):
-        with scheduler._cond:
-            batch = scheduler._next_batch()
-        scheduler._step(batch)
+    while any(s.frames for s in scheduler.streams()):
+        runner.run(scheduler.plan())
         steps += 1
         assert steps <= FRAMES + 1
     for (size, fmt, fault, _), box, events in zip(clients, boxes, expected):
@@ -103,7 +101,7 @@ def run_batch(model, clients: list[tuple[tuple[int, int], str, str | None, bool]
             assert not any(isinstance(m, Close) for m in box), where
         else:  # its frame failed: it ended, alone, with an internal error and 1011
             assert errors[-1].code == "internal" and box[-1] == Close(CloseCode.INTERNAL, "internal error"), where
-    assert len(scheduler._sessions) == sum(e is not None for e in expected)
+    assert scheduler.count == sum(e is not None for e in expected)
 
 
 @pytest.fixture
@@ -148,10 +146,9 @@ def test_one_sessions_questions_never_hold_the_others(tiny_model):
     """A session with 10 questions due at its first frame gets at most QUESTIONS_PER_FRAME answered
     per step while another session's frames go on, one per step; all 10 are answered, the rest at
     its last frame."""
-    scheduler = Scheduler(tiny_model, GENERATION, kv_budget=0, limits=ServeLimits(queue_frames=16),
-                          metrics=ServeMetrics(), fit=None)
+    scheduler, runner = serving_parts(tiny_model, GENERATION)
     flood_box, other_box = [], []
-    flood, other = scheduler.open(flood_box.append), scheduler.open(other_box.append)
+    flood, other = runner.open(flood_box.append), runner.open(other_box.append)
     for q in range(10):
         scheduler.submit_query(flood, TimedQuery(0.0, f"Question {q}?"))
     frames = noise(0, 32, 32, 2)
@@ -161,10 +158,9 @@ def test_one_sessions_questions_never_hold_the_others(tiny_model):
     asked_per_step = []
     for _ in range(2):
         before = len(said(flood_box))
-        with scheduler._cond:
-            batch = scheduler._next_batch()
-        assert {id(s) for s, _ in batch} == {id(flood), id(other)}  # the other session's frame goes on
-        scheduler._step(batch)
+        batch = scheduler.plan()
+        assert {id(step.stream) for step in batch} == {id(flood), id(other)}  # the other session's frame goes on
+        runner.run(batch)
         asked_per_step.append(sum(role == "user" for role, _, _ in said(flood_box)[before:]))
     assert asked_per_step == [QUESTIONS_PER_FRAME, 10 - QUESTIONS_PER_FRAME]
     assert said(other_box) == alone(tiny_model, frames, None)
@@ -192,14 +188,15 @@ def test_mixed_sizes_and_an_upload_on_one_server(hostile_server, tiny_model, tin
     assert cli("narrate", video, "--model", tiny_checkpoint, "--device", "cpu", "--no-progress", "--query",
                "0:What is this?", "--max-new-tokens", REPLY_TOKENS, "--output", narrated).code == 0
 
-    scheduler = hostile_server.server.config.app.state.serve.scheduler
-    gate, step = threading.Event(), scheduler._step
+    serve = hostile_server.server.config.app.state.serve
+    scheduler, runner = serve.scheduler, serve.runner
+    gate, run = threading.Event(), runner.run
 
-    def held_step(batch):
+    def held_run(plan):
         gate.wait(10)
-        step(batch)
+        run(plan)
 
-    monkeypatch.setattr(scheduler, "_step", held_step)
+    monkeypatch.setattr(runner, "run", held_run)
     sizes = [(64, 64), (64, 48), (32, 32), (100, 75), (30, 30)]
     side = frame_fit(tiny_model)
     streams = [noise(10 + i, h, w, 4) for i, (w, h) in enumerate(sizes)]
@@ -223,7 +220,7 @@ def test_mixed_sizes_and_an_upload_on_one_server(hostile_server, tiny_model, tin
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
-    while not (scheduler.count == 6 and all(s.frames for s in list(scheduler._sessions.values()))):
+    while not (scheduler.count == 6 and all(s.frames for s in scheduler.streams())):
         assert time.monotonic() < deadline, "the clients' frames were not all queued"
         time.sleep(0.01)
     gate.set()

@@ -30,9 +30,10 @@ def small_png(side: int = 16) -> bytes:
 
 
 def clip_frames(model, clip) -> list[tuple[float, bytes]]:
+    from streamvlm.engine.defaults import resolve_stream
     from streamvlm.engine.narration import open_for
 
-    source, _ = open_for(model, str(clip))
+    source = open_for(resolve_stream(model), str(clip))
     with source:
         return [(f.time, encode_png(f.image)) for f in source]
 
@@ -239,7 +240,8 @@ def test_one_session_failing_leaves_the_others_alone(server):
         def broken(*args, **kwargs):
             raise RuntimeError("boom")
 
-        scheduler._sessions[bad_id].assistant.text_events = broken  # fails while its frame is delivered
+        bad_stream = next(s for s in scheduler.streams() if s.id == bad_id)
+        bad_stream.assistant.text_events = broken  # fails while its frame is delivered
         bad.send(frame_message(0.0, png))
         good.send(json.dumps({"type": "query", "time": 0, "text": "Hello?"}))
         good.send(frame_message(0.0, png))

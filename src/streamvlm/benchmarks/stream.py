@@ -2,7 +2,7 @@
 embeddings, and run *plans* (a session over a range of frames, with questions asked or scored at
 given frames), many sessions advanced together by the batched step.
 
-Only public names of the engine are used here (``load_model`` / ``ModelSource``, ``build_assistant``,
+Only public names of the engine are used here (``load_model`` / ``ModelSource``, ``resolve_stream``,
 ``encode_images``, ``StreamSession.push_query`` / ``score_continuations`` and the batched
 ``step_frames``); the rest of the benchmark code never touches a session.
 """
@@ -94,13 +94,16 @@ class Streamer:
 
     def __init__(self, source: ModelSource, generation: GenerationConfig, kv_budget: int | None,
                  fps: float | None) -> None:
-        from ..engine.narration import build_assistant, frame_fit
+        from ..engine.defaults import resolve_stream
+        from ..engine.narration import frame_fit
+        from ..engine.options import StreamOptions
         from ..model.loading import load_model
 
         self.model = load_model(source)
         self.generation = generation
-        self.assistant = build_assistant(self.model, generation, kv_budget)
-        self.fps = float(fps if fps is not None else self.model.config.frame_fps)
+        self.setup = resolve_stream(self.model, StreamOptions(fps=fps, kv_budget=kv_budget), generation)
+        self.engine = self.setup.engine()
+        self.fps = self.setup.fps
         self.fit = frame_fit(self.model)
 
     def frames(self, path: Path) -> Frames:
@@ -128,8 +131,7 @@ class Streamer:
         return ids + [self.model.token_ids.eos_id] if end else ids
 
     def describe(self) -> dict[str, Any]:
-        session = self.assistant.session
-        policy = session.engine.kv_policy
+        policy = self.setup.kv_policy
         return {"fps": self.fps, "threshold": self.generation.threshold,
                 "kv_budget": policy.max_tokens if policy is not None else 0}
 
@@ -141,7 +143,7 @@ class Streamer:
 
         pending: Iterator[Plan] = iter(plans)
         active: list[_Running] = []
-        engine = self.assistant.session.engine
+        engine = self.engine
         while True:
             while len(active) < batch and (plan := next(pending, None)) is not None:
                 active.append(_Running(plan, engine.new_session()))

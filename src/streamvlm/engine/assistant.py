@@ -11,7 +11,8 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..model.vlm import StreamVLM
 from .kv_policy import KVPolicy
-from .session import Event, GenerationConfig, StreamEngine
+from .options import GenerationConfig
+from .session import Event, StreamEngine, StreamSession
 
 
 @dataclass
@@ -44,9 +45,17 @@ class LiveAssistant:
     pixels ``[3, S, S]`` or frame embeddings ``[T, D]``."""
 
     def __init__(self, model: StreamVLM, generation: GenerationConfig | None = None,
-                 kv_policy: KVPolicy | None = None) -> None:
+                 kv_policy: KVPolicy | None = None, *, engine: StreamEngine | None = None) -> None:
+        """Over a new session of ``engine`` when given (its layout and policy shared), else of an
+        engine of its own with ``generation`` and ``kv_policy``."""
         self.model = model
-        self.session = StreamEngine(model, generation, kv_policy).new_session()
+        engine = engine if engine is not None else StreamEngine(model, generation, kv_policy)
+        self.session: StreamSession = engine.new_session()
+
+    @classmethod
+    def for_engine(cls, engine: StreamEngine) -> LiveAssistant:
+        """An assistant over a new session of ``engine``."""
+        return cls(engine.model, engine=engine)
 
     def _embeds(self, frame: np.ndarray | Tensor) -> Tensor:
         frame = torch.as_tensor(frame)

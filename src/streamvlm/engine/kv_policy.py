@@ -14,12 +14,16 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, StreamvlmWarning
 from .kv_cache import StreamCache
+
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
 # RoPE variants whose frequencies do not depend on the sequence length: a shift is one rotation.
 _SHIFTABLE_ROPE = {"default", "linear", "llama3", "yarn"}
@@ -130,7 +134,7 @@ replies well-formed); with 4 or 8 first frames kept it answered 65-72%, 96-98% w
 unbounded did (70%, 97%). See docs/long-streams.md."""
 
 
-def lm_context(model) -> int | None:
+def lm_context(model: StreamVLM) -> int | None:
     """The language model's context (``max_position_embeddings``), or None when it has none."""
     from ..model.language_model import text_config
 
@@ -138,16 +142,20 @@ def lm_context(model) -> int | None:
     return int(context) if context else None
 
 
-def stream_policy(model, kv_budget: int | None, start_tokens: int) -> SinkWindowPolicy | None:
+def stream_policy(model: StreamVLM, kv_budget: int | None) -> SinkWindowPolicy | None:
     """The KV policy of a stream over ``model``: ``kv_budget`` tokens in all (None: the model's
     ``stream_kv_budget``, else its context; 0: unbounded). The sink (never evicted) is the session
-    start (``start_tokens``) and the stream's first :data:`SINK_FRAMES` frames (fewer when the
-    budget is tight); the rest is the most recent window. Warns when a budget exceeds the model's
-    context; refuses one that leaves less than :data:`MIN_WINDOW` tokens after the session start."""
+    start of the model's own stream layout (:class:`~.layout.LayoutIds`) and the stream's first
+    :data:`SINK_FRAMES` frames (fewer when the budget is tight); the rest is the most recent
+    window. Warns when a budget exceeds the model's context; refuses one that leaves less than
+    :data:`MIN_WINDOW` tokens after the session start."""
+    from .layout import LayoutIds
+
     context = lm_context(model)
     budget = kv_budget if kv_budget is not None else (model.config.stream_kv_budget or context or 0)
     if not budget:
         return None
+    start_tokens = len(LayoutIds.from_model(model).start)
     if context is not None and budget > context:
         warnings.warn(f"--kv-budget {budget} exceeds the model's context of {context} positions: positions past "
                       "it were never trained", StreamvlmWarning, stacklevel=2)

@@ -1,10 +1,9 @@
 """Narrating a source: the pieces every front end (``narrate``, ``demo``, ``bench``, a server)
-shares to stream a video through a model.
+shares to stream a video through a model (the stream's settings come from
+:func:`~.defaults.resolve_stream`).
 
-* :func:`build_assistant`: a :class:`~streamvlm.engine.assistant.LiveAssistant` with the
-  generation settings and the KV budget (attention sink + recent window);
-* :func:`open_for` / :func:`preflight`: open a source at the model's resolution, or check a
-  local one before any model loads;
+* :func:`open_for` / :func:`preflight`: open a source at the model's resolution and fps, or check
+  a local one before any model loads;
 * :func:`event_record`: the JSON object of one event (what ``narrate --output`` writes per line).
 """
 
@@ -14,29 +13,15 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
-from .options import GenerationConfig, StreamOptions
 
 if TYPE_CHECKING:
     from ..model.vlm import StreamVLM
     from ..video import FrameSource
     from ..video.resize import FrameFit
-    from .assistant import LiveAssistant
+    from .defaults import StreamSetup
 
 NARRATE_INSTRUCTION = "Please concisely narrate the video in real time."
 """Asked at 0 s to start a narration, as in training (the upstream evaluation prompt)."""
-
-
-def build_assistant(model: StreamVLM, generation: GenerationConfig | None = None,
-                    kv_budget: int | None = None) -> LiveAssistant:
-    """A live assistant over ``model`` whose cache keeps ``kv_budget`` tokens: the session start
-    (the attention sink) plus the most recent window (None: the model's own budget; 0: unbounded;
-    see :func:`~.kv_policy.stream_policy`)."""
-    from .assistant import LiveAssistant
-    from .kv_policy import stream_policy
-    from .layout import LayoutIds
-
-    policy = stream_policy(model, kv_budget, len(LayoutIds.from_model(model).start))
-    return LiveAssistant(model, generation or GenerationConfig(), kv_policy=policy)
 
 
 def frame_fit(model: StreamVLM) -> FrameFit:
@@ -68,16 +53,14 @@ def preflight(source: str) -> None:
         probe(source, allowed_root=folder_root(source))
 
 
-def open_for(model: StreamVLM, source: str, stream: StreamOptions | None = None) -> tuple[FrameSource, float]:
-    """Open ``source`` for ``model``: sampled at ``stream.fps`` (default the model's), decoded at
-    :func:`frame_fit` (an image folder as its own data root, see :func:`folder_root`). Returns
-    the source and its fps."""
+def open_for(setup: StreamSetup, source: str) -> FrameSource:
+    """Open ``source`` for a stream of ``setup``: sampled at its fps, paced by the clock when
+    realtime, decoded at :func:`frame_fit` of its model (an image folder as its own data root,
+    see :func:`folder_root`)."""
     from ..video import open_source
 
-    stream = stream or StreamOptions()
-    fps = stream.fps if stream.fps is not None else model.config.frame_fps
-    return open_source(source, fps=fps, fit=frame_fit(model), realtime=stream.realtime,
-                       allowed_root=folder_root(source)), fps
+    return open_source(source, fps=setup.fps, fit=frame_fit(setup.model), realtime=setup.realtime,
+                       allowed_root=folder_root(source))
 
 
 def expected_frames(source: FrameSource, fps: float) -> int | None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -21,11 +21,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from ..engine.defaults import StreamSetup, resolve_stream
 from ..engine.narration import NARRATE_INSTRUCTION, event_record, frame_fit
 from ..engine.options import GenerationConfig, StreamOptions, TimedQuery, parse_query
 from .limits import MAX_BACKLOG, MAX_ERRORS, MAX_PENDING_QUERIES, ServeLimits, check_access
 from .logs import Throttled, log
 from .metrics import ServeMetrics
+from .model_runner import ModelRunner
 from .protocol import (
     CLIENT_MESSAGE,
     AssistantMessage,
@@ -42,7 +44,11 @@ from .protocol import (
     json_schema,
     split_frame,
 )
-from .scheduler import Close, Scheduler, Session
+from .scheduler import ClientStream, Close, Scheduler
+
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
+    from ..video import FrameSource
 
 STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/", "/healthz", "/readyz", "/static/", "/favicon.ico")
@@ -52,16 +58,21 @@ _uploads_lost = Throttled()
 
 @dataclass
 class ServeState:
-    """What one app holds: the scheduler, the limits, the key, the metrics."""
+    """What one app holds: the scheduler and the model runner, the stream settings, the limits,
+    the key, the metrics."""
 
     scheduler: Scheduler
+    runner: ModelRunner
+    setup: StreamSetup
     limits: ServeLimits
-    model: Any
-    stream: StreamOptions
-    fps: float
     api_key: str | None
     metrics: ServeMetrics
     uploads: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="streamvlm-uploads-")))
+
+    @property
+    def fps(self) -> float:
+        """Frames per second a client should send (the stream's, the model's by default)."""
+        return self.setup.fps
 
 
 def _authorized(state: ServeState, headers: Any, params: Any) -> bool:
@@ -74,28 +85,27 @@ def _authorized(state: ServeState, headers: Any, params: Any) -> bool:
     return hmac.compare_digest(given.encode(), state.api_key.encode())
 
 
-def create_app(model: Any, *, generation: GenerationConfig | None = None, stream: StreamOptions | None = None,
-               limits: ServeLimits | None = None, api_key: str | None = None) -> FastAPI:
-    """The app serving ``model`` (already loaded); its worker thread runs while the app runs.
-    ``api_key`` follows the rule of :func:`~.limits.check_access` (UserError otherwise)."""
+def create_app(model: StreamVLM, *, generation: GenerationConfig | None = None,
+               stream: StreamOptions | None = None, limits: ServeLimits | None = None,
+               api_key: str | None = None) -> FastAPI:
+    """The app serving ``model`` (already loaded); its model runner's thread runs while the app
+    runs. ``api_key`` follows the rule of :func:`~.limits.check_access` (UserError otherwise)."""
     if api_key is not None:
         check_access("127.0.0.1", api_key, where="api_key")
-    generation = generation or GenerationConfig()
-    stream = stream or StreamOptions()
     limits = limits or ServeLimits()
     metrics = ServeMetrics()
-    fps = stream.fps if stream.fps is not None else float(model.config.frame_fps)
-    scheduler = Scheduler(model, generation, kv_budget=stream.kv_budget, limits=limits, metrics=metrics,
-                          fit=frame_fit(model))
-    state = ServeState(scheduler, limits, model, stream, fps, api_key, metrics)
+    setup = resolve_stream(model, stream, generation)
+    scheduler = Scheduler(limits, metrics)
+    runner = ModelRunner(setup, scheduler, limits=limits, metrics=metrics, fit=frame_fit(model))
+    state = ServeState(scheduler, runner, setup, limits, api_key, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        scheduler.start()
+        runner.start()
         try:
             yield
         finally:
-            scheduler.stop()
+            runner.stop()
             shutil.rmtree(state.uploads, ignore_errors=True)
 
     app = FastAPI(title="streamvlm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -158,7 +168,7 @@ async def _stream(ws: WebSocket, state: ServeState) -> None:
     def emit(message: Any) -> None:
         loop.call_soon_threadsafe(outbox.put_nowait, message)
 
-    session = state.scheduler.open(emit)
+    session = state.runner.open(emit)
     if session is None:
         await _refuse(ws, ErrorCode.SERVER_FULL, f"{state.limits.max_sessions} streams are running; try again later",
                       CloseCode.SERVER_FULL)
@@ -167,8 +177,8 @@ async def _stream(ws: WebSocket, state: ServeState) -> None:
     try:
         limits = state.limits
         await ws.send_text(SessionMessage(
-            id=session.id, fps=state.fps, frame_side=state.scheduler.fit.size if state.scheduler.fit else 0,
-            frame_resize=state.scheduler.fit.rule if state.scheduler.fit else None,
+            id=session.id, fps=state.fps, frame_side=state.runner.fit.size if state.runner.fit else 0,
+            frame_resize=state.runner.fit.rule if state.runner.fit else None,
             threshold=session.assistant.session.threshold,
             limits=Limits(max_message_bytes=limits.max_message_bytes, max_image_pixels=limits.max_image_pixels,
                           max_query_chars=limits.max_query_chars, queue_frames=limits.queue_frames,
@@ -201,10 +211,10 @@ async def _refuse(ws: WebSocket, code: str, message: str, close: int) -> None:
         await ws.close(close, message[:100])
 
 
-async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: asyncio.Queue) -> bool:
+async def _reader(ws: WebSocket, state: ServeState, session: ClientStream, outbox: asyncio.Queue) -> bool:
     """Read the client's messages until it leaves (False) or a close is queued (True)."""
     try:
-        return await _read(ws, state, session, outbox)
+        return await _Reader(ws, state, session, outbox).run()
     except (WebSocketDisconnect, OSError):
         return False
     except Exception:  # noqa: BLE001 - a bug here ends this stream, visibly, and no other
@@ -214,91 +224,128 @@ async def _reader(ws: WebSocket, state: ServeState, session: Session, outbox: as
         return True
 
 
-async def _read(ws: WebSocket, state: ServeState, session: Session, outbox: asyncio.Queue) -> bool:
-    limits = state.limits
-    scheduler = state.scheduler
-    errors = 0
+class _Reader:
+    """One client's messages, read in order: frames to the scheduler (a lossless stream waits for
+    room in its queue), questions, settings and the end; errors and closes to its outbox. Each
+    handler returns None to read on, False when the client left, True when a close is queued."""
 
-    def error(code: str, message: str) -> None:
-        nonlocal errors
-        errors += 1
-        outbox.put_nowait(ErrorMessage(code=code, message=message))
-        if errors >= MAX_ERRORS:
-            outbox.put_nowait(Close(CloseCode.POLICY, "too many errors"))
+    def __init__(self, ws: WebSocket, state: ServeState, session: ClientStream, outbox: asyncio.Queue) -> None:
+        self.ws, self.session, self.outbox = ws, session, outbox
+        self.limits, self.scheduler = state.limits, state.scheduler
+        self.errors = 0
+        self.room = asyncio.Event()
+        loop = asyncio.get_running_loop()
 
-    while True:
+        def wake() -> None:  # from the runner's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self.room.set)
+
+        session.on_room = wake
+
+    async def run(self) -> bool:
+        while (outcome := await self.message()) is None:
+            pass
+        return outcome
+
+    async def message(self) -> bool | None:
+        """Read and handle one message."""
+        limits = self.limits
         try:
             # after `end` the client waits for the server: no idle timeout
-            message = await asyncio.wait_for(ws.receive(), None if session.ending else limits.idle_timeout)
+            message = await asyncio.wait_for(self.ws.receive(), None if self.session.ending else limits.idle_timeout)
         except asyncio.TimeoutError:
-            outbox.put_nowait(ErrorMessage(code=ErrorCode.IDLE_TIMEOUT,
-                                           message=f"nothing received for {limits.idle_timeout:g} s"))
-            outbox.put_nowait(Close(CloseCode.IDLE_TIMEOUT, "idle"))
-            return True
+            return self.close(ErrorCode.IDLE_TIMEOUT, f"nothing received for {limits.idle_timeout:g} s",
+                              CloseCode.IDLE_TIMEOUT, "idle")
         if message["type"] == "websocket.disconnect":
             return False
         data, text = message.get("bytes"), message.get("text")
         size = len(data) if data is not None else len(text.encode()) if text is not None else 0
         if size > limits.max_message_bytes:
-            outbox.put_nowait(ErrorMessage(code=ErrorCode.MESSAGE_TOO_LARGE,
-                                           message=f"message of {size} bytes > {limits.max_message_bytes}"))
-            outbox.put_nowait(Close(CloseCode.TOO_BIG, "message too large"))
-            return True
+            return self.close(ErrorCode.MESSAGE_TOO_LARGE, f"message of {size} bytes > {limits.max_message_bytes}",
+                              CloseCode.TOO_BIG, "message too large")
         if data is not None:
-            try:
-                time_, image = split_frame(data)
-            except ValueError as exc:
-                session.rejected += 1
-                error(ErrorCode.BAD_FRAME, str(exc))
-                continue
-            while not session.live and len(session.frames) >= session.queue_frames and not session.closed:
-                await asyncio.sleep(0.005)  # lossless: stop reading (back-pressure) instead of dropping
-            problem = scheduler.submit_frame(session, time_, image)
-            if problem is not None:
-                session.rejected += 1
-                error(ErrorCode.BAD_TIME if "backwards" in problem else ErrorCode.ENDED, problem)
-            continue
-        if text is None:
-            continue
+            await self.frame(data)
+            return None
+        return self.text(text) if text is not None else None
+
+    def error(self, code: str, message: str) -> None:
+        """An error event; too many of them close the stream (1008)."""
+        self.errors += 1
+        self.outbox.put_nowait(ErrorMessage(code=code, message=message))
+        if self.errors >= MAX_ERRORS:
+            self.outbox.put_nowait(Close(CloseCode.POLICY, "too many errors"))
+
+    def close(self, code: str, message: str, close_code: int, reason: str) -> bool:
+        """An error event and a close, queued for the writer."""
+        self.outbox.put_nowait(ErrorMessage(code=code, message=message))
+        self.outbox.put_nowait(Close(close_code, reason))
+        return True
+
+    async def frame(self, data: bytes) -> None:
+        session = self.session
+        try:
+            time_, image = split_frame(data)
+        except ValueError as exc:
+            session.rejected += 1
+            self.error(ErrorCode.BAD_FRAME, str(exc))
+            return
+        await self.wait_for_room()
+        problem = self.scheduler.submit_frame(session, time_, image)
+        if problem is not None:
+            session.rejected += 1
+            self.error(ErrorCode.BAD_TIME if "backwards" in problem else ErrorCode.ENDED, problem)
+
+    async def wait_for_room(self) -> None:
+        """A lossless stream stops reading while its queue is full (back-pressure instead of
+        drops), until the runner takes a frame from it (or it closes)."""
+        session = self.session
+        while not session.live and session.queue_full and not session.closed:
+            self.room.clear()
+            if session.queue_full and not session.closed:  # checked again after clear: no wake-up is lost
+                await self.room.wait()
+
+    def text(self, text: str) -> bool | None:
         try:
             raw = json.loads(text)
         except RecursionError:  # not a ValueError: nested past the parser's depth, never a message
-            outbox.put_nowait(ErrorMessage(code=ErrorCode.BAD_JSON, message="a text message nested too deeply"))
-            outbox.put_nowait(Close(CloseCode.POLICY, "JSON nested too deeply"))
-            return True
+            return self.close(ErrorCode.BAD_JSON, "a text message nested too deeply", CloseCode.POLICY,
+                              "JSON nested too deeply")
         except ValueError:
-            error(ErrorCode.BAD_JSON, "a text message must be one JSON object")
-            continue
+            self.error(ErrorCode.BAD_JSON, "a text message must be one JSON object")
+            return None
         kind = raw.get("type") if isinstance(raw, dict) else None
         if kind not in ("query", "config", "end"):
-            error(ErrorCode.UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r} (query, config, end)")
-            continue
+            self.error(ErrorCode.UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r} (query, config, end)")
+            return None
         try:
             parsed = CLIENT_MESSAGE.validate_python(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"][1:]) or kind
             code = ErrorCode.BAD_TIME if where == "time" else ErrorCode.BAD_MESSAGE
-            error(code, f"{kind}: {where}: {first['msg']}")
-            continue
+            self.error(code, f"{kind}: {where}: {first['msg']}")
+            return None
         if isinstance(parsed, QueryMessage):
-            if len(parsed.text) > limits.max_query_chars:
-                error(ErrorCode.QUERY_TOO_LONG, f"a question has at most {limits.max_query_chars} characters")
-                continue
-            if not math.isfinite(parsed.time):
-                error(ErrorCode.BAD_TIME, "query: time must be finite")
-                continue
-            if len(session.queries) >= MAX_PENDING_QUERIES:
-                error(ErrorCode.BAD_MESSAGE, f"{MAX_PENDING_QUERIES} questions are already waiting for their frame")
-                continue
-            scheduler.submit_query(session, TimedQuery(parsed.time, parsed.text.strip()))
+            self.query(parsed)
         elif isinstance(parsed, ConfigMessage):
             if parsed.threshold is not None:
-                scheduler.set_threshold(session, parsed.threshold)
+                self.scheduler.set_threshold(self.session, parsed.threshold)
             if parsed.drop_frames is not None:
-                session.live = parsed.drop_frames
+                self.session.live = parsed.drop_frames
         elif isinstance(parsed, EndMessage):
-            scheduler.end(session)
+            self.scheduler.end(self.session)
+        return None
+
+    def query(self, parsed: QueryMessage) -> None:
+        limits = self.limits
+        if len(parsed.text) > limits.max_query_chars:
+            self.error(ErrorCode.QUERY_TOO_LONG, f"a question has at most {limits.max_query_chars} characters")
+        elif not math.isfinite(parsed.time):
+            self.error(ErrorCode.BAD_TIME, "query: time must be finite")
+        elif len(self.session.queries) >= MAX_PENDING_QUERIES:
+            self.error(ErrorCode.BAD_MESSAGE, f"{MAX_PENDING_QUERIES} questions are already waiting for their frame")
+        else:
+            self.scheduler.submit_query(self.session, TimedQuery(parsed.time, parsed.text.strip()))
 
 
 async def _writer(ws: WebSocket, state: ServeState, outbox: asyncio.Queue) -> None:
@@ -325,7 +372,7 @@ async def _drop_slow(ws: WebSocket, state: ServeState) -> None:
         await asyncio.wait_for(ws.close(CloseCode.SLOW_READER, "slow reader"), 1.0)
 
 
-async def _stats(state: ServeState, session: Session, outbox: asyncio.Queue) -> None:
+async def _stats(state: ServeState, session: ClientStream, outbox: asyncio.Queue) -> None:
     loop = asyncio.get_running_loop()
     last_time, last_done, last_latency = loop.time(), 0, 0.0
     while True:
@@ -378,8 +425,8 @@ async def _narrate(request: Request, state: ServeState) -> Response:
     loop = asyncio.get_running_loop()
     outbox: asyncio.Queue = asyncio.Queue()
     # the upload's place is taken before a byte of its body is read: a full server writes no file
-    session = state.scheduler.open(lambda m: loop.call_soon_threadsafe(outbox.put_nowait, m),
-                                   live=False, deltas=False)
+    session = state.runner.open(lambda m: loop.call_soon_threadsafe(outbox.put_nowait, m),
+                                live=False, deltas=False)
     if session is None:
         return _refuse_upload(503, ErrorCode.SERVER_FULL,
                               f"{limits.max_sessions} streams are running; try again later")
@@ -451,14 +498,14 @@ def _not_a_video(path: Path, size: int, exc: Exception) -> str:
     return f"the request body ({size} bytes) is not a video: it looks like {what}"
 
 
-def _open_upload(state: ServeState, path: Path) -> Any:
+def _open_upload(state: ServeState, path: Path) -> FrameSource:
     from ..video import open_source
 
-    return open_source(str(path), fps=state.fps, fit=frame_fit(state.model), allow_urls=False,
+    return open_source(str(path), fps=state.fps, fit=state.runner.fit, allow_urls=False,
                        max_pixels=state.limits.max_image_pixels)
 
 
-def _feed(state: ServeState, session: Session, source: Any, path: Path) -> None:
+def _feed(state: ServeState, session: ClientStream, source: FrameSource, path: Path) -> None:
     """Hand the upload's frames over (waiting for room), the last one marked as last."""
     scheduler = state.scheduler
     try:
@@ -477,7 +524,7 @@ def _feed(state: ServeState, session: Session, source: Any, path: Path) -> None:
         scheduler.end(session)
 
 
-async def _lines(state: ServeState, session: Session, outbox: asyncio.Queue) -> AsyncIterator[str]:
+async def _lines(state: ServeState, session: ClientStream, outbox: asyncio.Queue) -> AsyncIterator[str]:
     try:
         while True:
             message = await outbox.get()

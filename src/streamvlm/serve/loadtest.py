@@ -46,7 +46,7 @@ def load_run(model: Any, *, sessions: int, seconds: float, generation: Any = Non
     limits = ServeLimits(max_sessions=sessions, idle_timeout=max(60.0, 2 * seconds), stats_interval=1.0)
     app = create_app(model, generation=generation, limits=limits)
     state = app.state.serve
-    images = _images(min(state.scheduler.fit.size if state.scheduler.fit else 128, 256))
+    images = _images(min(state.runner.fit.size if state.runner.fit else 128, 256))
     peak = [0.0]
     stop = threading.Event()
 

@@ -108,13 +108,15 @@ def run(options: Options) -> int:
 
 def _narrate_video(model, options: Options) -> int:
     from ...engine.console import play, summary
-    from ...engine.narration import build_assistant, expected_frames, open_for
+    from ...engine.defaults import resolve_stream
+    from ...engine.narration import expected_frames, open_for
     from ...engine.options import TimedQuery
 
-    source, fps = open_for(model, options.video)
+    setup = resolve_stream(model, generation=options.generation)
+    source = open_for(setup, options.video)
     with source:
-        pipeline = play(build_assistant(model, options.generation), source, [TimedQuery(0.0, NARRATE)], EventPrinter(),
-                        progress=not options.no_progress, total=expected_frames(source, fps))
+        pipeline = play(setup.assistant(), source, [TimedQuery(0.0, NARRATE)], EventPrinter(),
+                        progress=not options.no_progress, total=expected_frames(source, setup.fps))
     print(summary(pipeline, source.stats), flush=True)
     return 0
 
@@ -125,7 +127,8 @@ def _synthetic(model, options: Options, tmp: Path) -> int:
     from ...data.rule_responder import RuleResponder
     from ...data.synth import generate_world
     from ...engine.console import play
-    from ...engine.narration import build_assistant, expected_frames, frame_fit
+    from ...engine.defaults import resolve_stream
+    from ...engine.narration import expected_frames, frame_fit
     from ...engine.options import TimedQuery
     from ...video import open_source
 
@@ -146,7 +149,8 @@ def _synthetic(model, options: Options, tmp: Path) -> int:
         queries.append(TimedQuery(when, question))
         answers[question] = RuleResponder().answer(ResponseRequest(spec.uid, when, kind, steps, spec.goal, question))
 
-    fps = model.config.frame_fps
+    setup = resolve_stream(model, generation=options.generation)
+    fps = setup.fps
     printer = DemoPrinter(answers)
     frames: dict[int, object] = {}
     due = list(truths)
@@ -161,7 +165,7 @@ def _synthetic(model, options: Options, tmp: Path) -> int:
             yield frame
 
     with open_source(world.video_path(spec.uid), fps=fps, fit=frame_fit(model)) as source:
-        pipeline = play(build_assistant(model, options.generation), recorded(source), queries, printer,
+        pipeline = play(setup.assistant(), recorded(source), queries, printer,
                         progress=not options.no_progress, total=expected_frames(source, fps), on_step=on_step)
     for line in due:
         printer.truth(line)

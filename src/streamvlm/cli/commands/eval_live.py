@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -161,12 +161,13 @@ def _feature_names(clips, features: Path) -> dict[str, str]:
 def evaluate(options: Options, model, *, out=None) -> dict:
     """Every KV policy over every stream: prints a table per policy, returns the report (each run
     keeps its :class:`~streamvlm.evaluation.live_eval.StreamScore` under ``"_score"``)."""
-    from ...engine.narration import build_assistant
+    from ...engine.defaults import resolve_stream
     from ...evaluation import live_eval as live
 
     out = out if out is not None else sys.stdout
     streams = resolve_streams(options)
-    fps = options.stream.fps if options.stream.fps is not None else model.config.frame_fps
+    first = resolve_stream(model, options.stream, options.generation)
+    fps = first.fps
     report = {"model": options.model.model or "embedded default model", "window": options.window,
               "tolerance": options.tolerance, "early": options.early, "threshold": options.generation.threshold,
               "fps": fps, "chain": options.chain, "instruction": options.instruction.strip(),
@@ -176,7 +177,9 @@ def evaluate(options: Options, model, *, out=None) -> dict:
     budgets = [options.stream.kv_budget] + ([0] if options.compare_unbounded else [])
     seen = set()
     for budget in budgets:
-        assistant = build_assistant(model, options.generation, budget)
+        setup = first if budget == options.stream.kv_budget else \
+            resolve_stream(model, replace(options.stream, kv_budget=budget), options.generation)
+        assistant = setup.assistant()
         policy = live.policy_name(assistant)
         if policy in seen:  # --compare-unbounded when the policy is unbounded already
             continue

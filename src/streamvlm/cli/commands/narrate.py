@@ -112,20 +112,21 @@ def outputs_of(printer: EventPrinter) -> Iterator[None]:
 
 def run(options: Options) -> int:
     from ...engine.console import EventPrinter, play, summary
-    from ...engine.narration import build_assistant, expected_frames, open_for, preflight
+    from ...engine.defaults import resolve_stream
+    from ...engine.narration import expected_frames, open_for, preflight
     from ...model.loading import load_model
 
     preflight(options.source)  # a broken local source fails before the model loads
     if options.server is not None:
         return _run_remote(options)
-    model = load_model(options.model)
-    assistant = build_assistant(model, options.generation, options.stream.kv_budget)
+    setup = resolve_stream(load_model(options.model), options.stream, options.generation)
+    assistant = setup.assistant()
     printer = EventPrinter(options.output, options.subtitles)
     with outputs_of(printer):
-        source, fps = open_for(model, options.source, options.stream)
+        source = open_for(setup, options.source)
         with source:
-            pipeline = play(assistant, source, queries(options), printer, realtime=options.stream.realtime,
-                            progress=not options.no_progress, total=expected_frames(source, fps))
+            pipeline = play(assistant, source, queries(options), printer, realtime=setup.realtime,
+                            progress=not options.no_progress, total=expected_frames(source, setup.fps))
     print(summary(pipeline, source.stats), flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)
     return 0
 

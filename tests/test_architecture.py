@@ -4,6 +4,7 @@ imports alike), and no module reaching into another module's private members."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,11 @@ THIRD_PARTY_PRIVATE = {
 
 
 # ---------------------------------------------------------------------------- the source, as modules
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
 def modules(src: Path, package: str = "streamvlm") -> dict[str, tuple[Path, bool]]:
     """Dotted module name -> (file, is a package ``__init__``) for every module under ``src/package``."""
     out = {}
@@ -62,7 +68,7 @@ def import_graph(src: Path, package: str = "streamvlm") -> dict[str, set[str]]:
     graph = {}
     for name, (path, is_package) in known.items():
         edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 edges |= imported(name, is_package, node, set(known))
         graph[name] = edges
@@ -125,7 +131,7 @@ def private_reaches(path: Path, allowed: set[str] = frozenset()) -> list[str]:
     """``file:line: what`` for each private member of another module this file touches: an
     attribute ``x._name`` (``x`` not ``self`` / ``cls``) that the file does not define itself, or
     ``from module import _name``. Dunder names are public."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parsed(path)
     own = own_names(tree)
     found = []
 
@@ -171,6 +177,39 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert private_reaches(package / "a.py") == []  # its own member, on another instance
     assert [hit.split(": ", 1)[1] for hit in private_reaches(package / "sub" / "b.py")] == ["A()._theirs"]
     assert [hit.split(": ", 1)[1] for hit in private_reaches(package / "c.py")] == ["from a import _hidden"]
+
+
+BOUNDARY_TYPES = {"model": "StreamVLM", "assistant": "LiveAssistant", "session": "StreamSession",
+                  "sessions": "Sequence[StreamSession]"}
+"""Parameters by these names carry the project's own types wherever they pass (a reader, and a
+type checker, sees what crosses a boundary)."""
+LONGEST_FUNCTION = 80
+"""Lines: a function longer than this is split (one job each)."""
+
+
+def functions(path: Path):
+    for node in ast.walk(parsed(path)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_the_model_assistant_and_session_are_typed_where_they_pass():
+    untyped = []
+    for name, (path, _) in modules(SRC).items():
+        for node in functions(path):
+            for arg in node.args.args + node.args.kwonlyargs:
+                if arg.arg in BOUNDARY_TYPES and name != "streamvlm.model.vlm":
+                    annotation = ast.unparse(arg.annotation) if arg.annotation else None
+                    if annotation is None or "Any" in annotation:
+                        untyped.append(f"{path}:{node.lineno} {node.name}({arg.arg}: {annotation})")
+    assert untyped == []
+
+
+def test_no_function_is_long():
+    long = [f"{path}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for path, _ in modules(SRC).values() for node in functions(path)
+            if node.end_lineno - node.lineno + 1 > LONGEST_FUNCTION]
+    assert long == []
 
 
 @pytest.mark.parametrize("name", sorted(THIRD_PARTY_PRIVATE))

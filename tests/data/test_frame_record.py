@@ -15,7 +15,7 @@ from streamvlm.data.encode import encode_folder
 from streamvlm.data.features import FrameRecord, read_info, write_features
 from streamvlm.model.checkpoint import save_pretrained
 from streamvlm.model.config import VisionConfig
-from streamvlm.model.frame_encoder import FrameEncoder, model_frame_record
+from streamvlm.model.frame_encoder import FrameEncoder
 from streamvlm.model.presets import tiny_tower_config
 from tests.helpers import tiny_model, write_textured_video
 
@@ -115,4 +115,4 @@ def test_train_refuses_features_made_another_way(tmp_path, capsys):
 def test_model_without_its_tower_knows_its_resize_and_size():
     model = tiny_model()
     model.frame_encoder = None
-    assert model_frame_record(model) == FrameRecord("streamvlm", 32)
+    assert model.frame_record() == FrameRecord("streamvlm", 32)

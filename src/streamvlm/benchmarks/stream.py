@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -22,6 +22,9 @@ from torch import Tensor
 from ..engine.options import GenerationConfig
 from ..errors import UserError
 from ..model.loading import ModelSource
+
+if TYPE_CHECKING:
+    from ..engine.session import StreamSession
 
 _EPS = 1e-6
 INSTRUCTION = "instruction"
@@ -171,7 +174,7 @@ class Streamer:
 class _Running:
     """A plan under way: its session, the next frame, the queries asked and not yet answered."""
 
-    def __init__(self, plan: Plan, session) -> None:
+    def __init__(self, plan: Plan, session: StreamSession) -> None:
         self.plan, self.session = plan, session
         self.cursor = plan.first
         self.outcome = Outcome()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -46,6 +47,9 @@ from transformers.cache_utils import DynamicLayer
 from ..model.language_model import text_config
 from .kv_cache import StreamCache
 from .session import Event, StreamSession
+
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
 _WORKSPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Per model, the stacking buffers reused from step to step (one batched step at a time per model)."""
@@ -60,7 +64,7 @@ class StepResult:
     error: BaseException | None = None
 
 
-def _full_attention_only(model) -> bool:
+def _full_attention_only(model: StreamVLM) -> bool:
     """Whether every layer of the LM attends to the whole cache (no sliding window: a window's mask
     counts columns, which padding shifts)."""
     text = text_config(model.language_model)
@@ -119,7 +123,7 @@ def step_frames(sessions: Sequence[StreamSession], frames: Sequence[Tensor] | Te
     return results
 
 
-def _check(sessions, frames, times) -> None:
+def _check(sessions: Sequence[StreamSession], frames, times) -> None:
     if not (len(sessions) == len(frames) == len(times)):
         raise ValueError(f"push_frames: {len(sessions)} sessions, {len(frames)} frames, {len(times)} times")
     if len({id(s) for s in sessions}) != len(sessions):

@@ -8,11 +8,14 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..outputs import AtomicFile, stdout_error
 from .narration import event_record
 from .options import TimedQuery
+
+if TYPE_CHECKING:
+    from .assistant import LiveAssistant
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -112,7 +115,7 @@ def subtitles_text(replies: list[tuple[float, str]], *, srt: bool = False, longe
     return "\n".join(out)
 
 
-def play(assistant, frames: Iterable[Any], queries: Iterable[TimedQuery], printer: EventPrinter, *,
+def play(assistant: LiveAssistant, frames: Iterable[Any], queries: Iterable[TimedQuery], printer: EventPrinter, *,
          realtime: bool = False, progress: bool = True, total: int | None = None,
          on_step: Callable[[Any], None] | None = None):
     """Run ``frames`` through ``assistant`` in the parallel pipeline, printing events as they

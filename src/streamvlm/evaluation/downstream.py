@@ -18,6 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -26,7 +27,11 @@ from tqdm import tqdm
 from ..model.conversation import Turn
 from .stream_eval import frame_kwargs
 
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
+
 COIN_TASKS = ("coin_step", "coin_task", "coin_next", "coin_procedure", "coin_procedure_goal")
+
 TASKS = COIN_TASKS + ("lta",)
 LTA_Z = 20
 _NUMBERED = re.compile(r"^\s*\d+\s*[.)]\s*")
@@ -115,7 +120,7 @@ def answer_prompt(renderer, turns: Sequence[Turn]) -> list[int]:
     return rendered.input_ids[:rendered.spans[-1].reply_start]
 
 
-def generate_answers(model, turns: Sequence[Turn], frames: Tensor | None, *, max_new_tokens: int,
+def generate_answers(model: StreamVLM, turns: Sequence[Turn], frames: Tensor | None, *, max_new_tokens: int,
                      num_beams: int = 1) -> list[str]:
     """The model's answers to a conversation ending with a question: the prompt is the rendered
     conversation up to the assistant's opening; ``num_beams`` sequences come back (greedy for 1)."""
@@ -136,7 +141,7 @@ def generate_answers(model, turns: Sequence[Turn], frames: Tensor | None, *, max
     return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in output]
 
 
-def evaluate_downstream(model, samples: Iterable[DownstreamSample], *, lta_verbs: Iterable[str] = (),
+def evaluate_downstream(model: StreamVLM, samples: Iterable[DownstreamSample], *, lta_verbs: Iterable[str] = (),
                         coin_max_new_tokens: int = 200, lta_max_new_tokens: int = 512, lta_beams: int = 5,
                         progress: bool = False, total: int | None = None) -> dict[str, float | dict[str, int]]:
     """Scores of every task present: ``coin_*`` accuracies, ``lta_verb_ed`` / ``lta_noun_ed`` /

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -19,7 +19,11 @@ from ..errors import DataError, UserError
 from ..settings import PositiveInt, Probability, settings
 from .metrics import MissingMetric, TimedTurns
 
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
+
 Rules = Literal["streamvlm", "upstream"]
+
 RULES: dict[str, dict[str, Any]] = {
     "streamvlm": {"threshold": DEFAULT_THRESHOLD, "timing": "reply_frame", "missing_metric": "skip"},
     "upstream": {"threshold": 0.0, "timing": "learned_frames", "missing_metric": "neutral"},
@@ -71,7 +75,7 @@ class EvalSettings:
     """Cap on a generated answer's length (default: 200 for COIN, 512 for LTA, as upstream)."""
 
 
-def evaluate_file(model, data: str | Path, features: str | Path, settings: EvalSettings | None = None, *,
+def evaluate_file(model: StreamVLM, data: str | Path, features: str | Path, settings: EvalSettings | None = None, *,
                   progress: bool = True) -> dict[str, Any]:
     """Metrics of ``model`` on the conversations of ``data`` with the frame tokens in ``features``."""
     from .data import read_eval_jsonl
@@ -79,7 +83,7 @@ def evaluate_file(model, data: str | Path, features: str | Path, settings: EvalS
     return evaluate_records(model, read_eval_jsonl(data), data, features, settings, progress=progress)
 
 
-def evaluate_records(model, records: list, data: str | Path, features: str | Path,
+def evaluate_records(model: StreamVLM, records: list, data: str | Path, features: str | Path,
                      settings: EvalSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
     """:func:`evaluate_file` on records already read from ``data`` (``read_eval_jsonl``), so that a
     malformed file fails before the model is loaded."""
@@ -94,10 +98,9 @@ def evaluate_records(model, records: list, data: str | Path, features: str | Pat
     if not stream_items and not (opt.downstream and task_items):
         raise UserError(f"{data}: nothing to evaluate (no conversation lines"
                         f"{'' if opt.downstream else '; downstream lines need --downstream'})")
-    from ..model.frame_encoder import model_frame_record
 
     reader = FeatureReader(features, model.config.tokens_per_frame, model.config.vision_hidden_size,
-                           frames=model_frame_record(model))
+                           frames=model.frame_record())
     for item in items:  # every feature file present and consistent before any scoring
         reader.check(item.record)
     rules = resolve_rules(opt, model.config)

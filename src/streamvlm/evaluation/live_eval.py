@@ -41,9 +41,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.synth.vocabulary import COLOURS, KIND_RADIUS, VERBS
+
+if TYPE_CHECKING:
+    from ..engine.assistant import LiveAssistant
+    from ..engine.pipeline import FrameConsumer
 
 DEFAULT_WINDOW = 300.0
 """Seconds per window (5 minutes)."""
@@ -400,7 +404,7 @@ def split_events(events: Iterable[Any]) -> tuple[list[Reply], list[Reply]]:
     return replies, answers
 
 
-def run_live(consumer: Any, frames: Iterable[Any], queries: Iterable[Any] = (), *,
+def run_live(consumer: FrameConsumer, frames: Iterable[Any], queries: Iterable[Any] = (), *,
              on_step: Callable[[Any, LiveRun], None] | None = None) -> LiveRun:
     """Stream ``frames`` (objects with ``time``, ``index``, ``image``) through ``consumer`` (a
     :class:`~streamvlm.engine.pipeline.FrameConsumer`: a ``LiveAssistant``, or a scripted fake)
@@ -523,7 +527,7 @@ class FeatureConsumer:
     """A live assistant fed frame tokens instead of images: ``encode_images`` projects them with
     the model's connector."""
 
-    def __init__(self, assistant: Any) -> None:
+    def __init__(self, assistant: LiveAssistant) -> None:
         self.assistant = assistant
         self.session = assistant.session
 
@@ -541,7 +545,7 @@ class FeatureConsumer:
 
 
 # ============================================================================ reports
-def policy_name(assistant: Any) -> str:
+def policy_name(assistant: LiveAssistant) -> str:
     """``sink 128 + window 896 tokens`` or ``unbounded``, from an assistant's engine."""
     policy = getattr(getattr(getattr(assistant, "session", None), "engine", None), "kv_policy", None)
     if policy is None:

@@ -14,6 +14,7 @@ import copy
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -32,6 +33,9 @@ from .metrics import (
     in_turn_diff,
     late_diff,
 )
+
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
 
 @dataclass
@@ -85,7 +89,7 @@ def _prefix_cache(cache: Cache, length: int) -> Cache:
     return clone
 
 
-def _following_scores(model, cache: Cache, prefix_length: int, frames: Tensor) -> list[FrameScore]:
+def _following_scores(model: StreamVLM, cache: Cache, prefix_length: int, frames: Tensor) -> list[FrameScore]:
     """Feed ``frames [n, ...]`` after the first ``prefix_length`` cached positions, each frame
     opened by the interval token (when the layout has one), and score each frame's decision."""
     ids = model.token_ids
@@ -98,7 +102,7 @@ def _following_scores(model, cache: Cache, prefix_length: int, frames: Tensor) -
     return frame_scores(out.logits[0, ends], ids.silence_id)
 
 
-def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, threshold: float,
+def evaluate_conversation(model: StreamVLM, turns: Sequence[Turn], frames: Tensor | None, threshold: float,
                           fps: float, timed_turns: TimedTurns = "reply_frame") -> list[TurnRecord]:
     """Evaluate one gold conversation; one :class:`TurnRecord` per assistant turn.
 
@@ -151,7 +155,7 @@ def evaluate_conversation(model, turns: Sequence[Turn], frames: Tensor | None, t
     return records
 
 
-def evaluate_dataset(model, samples: Iterable[EvalSample], threshold: float, *, progress: bool = False,
+def evaluate_dataset(model: StreamVLM, samples: Iterable[EvalSample], threshold: float, *, progress: bool = False,
                      total: int | None = None, evaluate=None, timed_turns: TimedTurns = "reply_frame",
                      missing_metric: MissingMetric = "skip") -> dict[str, float | int | None]:
     """Evaluate every conversation and aggregate (see :func:`~streamvlm.evaluation.metrics.aggregate`):

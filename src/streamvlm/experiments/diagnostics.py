@@ -11,6 +11,7 @@ P(empty reply) after a frame in the per-frame layout.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,8 +19,11 @@ from ..evaluation.stream_eval import EvalSample
 from ..train.transforms import per_frame
 from .per_frame_eval import decision_positions, forward_logits, silence_token
 
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
-def silence_probabilities(model, sample: EvalSample, per_frame_layout: bool) -> list[tuple[float, bool]]:
+
+def silence_probabilities(model: StreamVLM, sample: EvalSample, per_frame_layout: bool) -> list[tuple[float, bool]]:
     """``(P(silence), gold speaks)`` at every learned frame decision of one gold conversation."""
     gold = model.renderer.render(sample.turns)
     learned = [d for d in gold.decisions if d.learned]
@@ -36,7 +40,8 @@ def silence_probabilities(model, sample: EvalSample, per_frame_layout: bool) -> 
     return list(zip(probs.tolist(), (d.speaks for d in learned)))
 
 
-def silence_separation(model, samples: Iterable[EvalSample], per_frame_layout: bool) -> dict[str, float | None]:
+def silence_separation(model: StreamVLM, samples: Iterable[EvalSample],
+                       per_frame_layout: bool) -> dict[str, float | None]:
     """Mean P(silence) at gold-speak frames (``p_silence_speak``) and at gold-silent frames
     (``p_silence_silent``) over all conversations."""
     was_training = getattr(model, "training", False)

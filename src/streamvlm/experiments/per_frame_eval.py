@@ -17,6 +17,7 @@ The metric logic is :mod:`streamvlm.evaluation.metrics`'s; only the decision sco
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -33,8 +34,11 @@ from ..model.conversation import RenderedConversation, Turn
 from ..model.decision import FrameScore, frame_scores
 from ..train.transforms import per_frame
 
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
-def silence_token(model) -> int:
+
+def silence_token(model: StreamVLM) -> int:
     """The first token of an empty reply (the content prefix, or eos when there is none)."""
     return (model.renderer.encode_content("") + [model.token_ids.eos_id])[0]
 
@@ -55,7 +59,7 @@ def decision_positions(rendered: RenderedConversation) -> list[int]:
     return positions
 
 
-def forward_logits(model, rendered: RenderedConversation, frames: Tensor | None) -> Tensor:
+def forward_logits(model: StreamVLM, rendered: RenderedConversation, frames: Tensor | None) -> Tensor:
     """Logits ``[L, V]`` of one rendered conversation; ``frames [N, T, D]`` (or pixels ``[N, 3, S, S]``)."""
     ids = torch.tensor([rendered.input_ids], dtype=torch.long, device=model.device)
     kwargs = {}
@@ -77,7 +81,7 @@ def _silent_continuation(turns: Sequence[Turn], reply_index: int, frames: int) -
     return out
 
 
-def evaluate_per_frame_conversation(model, turns: Sequence[Turn], frames: Tensor | None, threshold: float,
+def evaluate_per_frame_conversation(model: StreamVLM, turns: Sequence[Turn], frames: Tensor | None, threshold: float,
                                     fps: float) -> list[TurnRecord]:
     """Evaluate one gold conversation (written in the streaming layout) on a per-frame model; one
     :class:`TurnRecord` per assistant turn. ``threshold`` is theta on P(empty reply)."""
@@ -135,8 +139,8 @@ def evaluate_per_frame_conversation(model, turns: Sequence[Turn], frames: Tensor
     return records
 
 
-def evaluate_per_frame_dataset(model, samples: Iterable[EvalSample], threshold: float, *, progress: bool = False,
-                               total: int | None = None) -> dict[str, float | int | None]:
+def evaluate_per_frame_dataset(model: StreamVLM, samples: Iterable[EvalSample], threshold: float, *,
+                               progress: bool = False, total: int | None = None) -> dict[str, float | int | None]:
     """:func:`evaluate_per_frame_conversation` over every sample, aggregated as
     :func:`streamvlm.evaluation.evaluate_dataset` does (same keys)."""
     return evaluate_dataset(model, samples, threshold, progress=progress, total=total,

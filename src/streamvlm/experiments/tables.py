@@ -22,12 +22,16 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..jsonfiles import read_json
 from ..outputs import write_text_atomic
 from . import steps
 from .runs import RUNS, RunSpec, TablesOptions
+
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
 
 @dataclass
@@ -168,7 +172,7 @@ def train_run(ctx: Context, spec: RunSpec) -> float:
     return seconds
 
 
-def tokens_per_conversation(ctx: Context, spec: RunSpec, model) -> float:
+def tokens_per_conversation(ctx: Context, spec: RunSpec, model: StreamVLM) -> float:
     """Mean rendered length of the training conversations in the run's data layout."""
     from ..data.jsonl import read_jsonl
     from ..train.transforms import get_transform
@@ -178,7 +182,7 @@ def tokens_per_conversation(ctx: Context, spec: RunSpec, model) -> float:
     return sum(len(model.renderer.render(transform(list(r.conversation))).input_ids) for r in records) / len(records)
 
 
-def evaluate(ctx: Context, spec: RunSpec, model, threshold: float) -> dict:
+def evaluate(ctx: Context, spec: RunSpec, model: StreamVLM, threshold: float) -> dict:
     """The streaming metrics of one run on the held-out narrations at ``threshold``: what ``streamvlm
     eval`` prints for the streaming layout, :mod:`.per_frame_eval` for per-frame models."""
     if spec.method != "per_frame":
@@ -209,7 +213,7 @@ def log_run_commands(ctx: Context, spec: RunSpec, sweep: bool) -> None:
                             .replace("THETA", "$T") + "; done")
 
 
-def separation(ctx: Context, spec: RunSpec, model) -> dict:
+def separation(ctx: Context, spec: RunSpec, model: StreamVLM) -> dict:
     """Mean P(silence) at gold-speak vs gold-silent frames of the held-out narrations
     (:mod:`.diagnostics`): did the run learn when to speak, or only how often?"""
     from ..evaluation.data import FeatureReader, read_eval_jsonl

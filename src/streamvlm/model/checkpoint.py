@@ -46,7 +46,7 @@ from .vlm import StreamVLM
 FORMAT = "streamvlm"
 VERSION = 1
 
-def save_pretrained(model, path: str | Path, *, full: bool = True) -> None:
+def save_pretrained(model: StreamVLM, path: str | Path, *, full: bool = True) -> None:
     """Write ``model`` to folder ``path``: config, tokenizer and weights (see module doc)."""
     from .language_model import base_model
 

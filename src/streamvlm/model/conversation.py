@@ -244,91 +244,161 @@ class ConversationRenderer:
                 with_text: bool) -> tuple[RenderedConversation, str]:
         turns = [t if isinstance(t, Turn) else Turn.from_dict(t, i) for i, t in enumerate(turns)]
         validate_turns(turns)
-        tpl, ids, k = self.template, self.ids, self.tokens_per_frame
         parts = _Parts(self)
-        pending = ""  # template text waiting before the next opening piece
-        closes: list[int] = []  # where the last stream's closing text goes (its piece, once known)
+        plan = self._lay_out(turns, parts)
+        input_ids, text = parts.encode(with_text)
+        labels = _Labels(input_ids, [IGNORE_INDEX] * len(input_ids), [], self.ids.silence_id,
+                         next_token_last=self.config.last_frame_label == "next_token")
+        spans = [turn.label(parts, labels) for turn in plan]
+        return RenderedConversation(input_ids, labels.labels, labels.frame_positions, spans), text
 
-        def open_piece(text: str) -> int:
-            """The pending text and an opening piece: two pieces of one text run. Returns the first."""
-            nonlocal pending, closes
-            first = None
-            if pending:
-                first = parts.text(pending)
-                closes.append(first)
-            closes = []
-            pending = ""
-            second = parts.text(text)
-            return second if first is None else first
-        # what to do once ids are known: (kind, turn index in body, part handles...)
-        plan: list[tuple[Any, ...]] = []
-
+    def _lay_out(self, turns: list[Turn], parts: _Parts) -> list[_LaidOut]:
+        """Every turn's pieces, in order (ids are known only once all are encoded)."""
+        tpl, ids = self.template, self.ids
+        writer = _PieceWriter(parts)
+        plan: list[_LaidOut] = []
         if ids.bos_id is not None:
             parts.special([ids.bos_id])
         body = [(j, t) for j, t in enumerate(turns) if not (t.role == "stream" and t.num_frames == 0)]
         for i, (index, turn) in enumerate(body):
-            nxt = body[i + 1][1] if i + 1 < len(body) else None
             if turn.role == "system":
-                plan.append(("system", index, parts.text(turn.content)))
-                pending = tpl.system_close
+                content = parts.text(turn.content)
+                plan.append(_TextTurn(index, "system", content, content))
+                writer.pending = tpl.system_close
             elif turn.role == "user":
-                opening = open_piece(tpl.user_open)
-                plan.append(("user", index, opening, self._content(parts, turn.content)))
-                pending = ""
+                opening = writer.open_piece(tpl.user_open)
+                plan.append(_TextTurn(index, "user", opening, self._content(parts, turn.content)))
+                writer.pending = ""
             elif turn.role == "assistant":
-                opening = open_piece(tpl.assistant_open)
+                opening = writer.open_piece(tpl.assistant_open)
                 content = self._content(parts, turn.content)
-                eos = parts.special([ids.eos_id])
-                plan.append(("assistant", index, opening, content, eos, turn))
-                pending = ""
-            else:  # stream
-                opening = open_piece(tpl.stream_open)
-                frames = []
-                for f in range(turn.num_frames):
-                    if f > 0 and ids.interval_id is not None:
-                        parts.text(self.config.interval_token)
-                    frames.append(parts.special([ids.frame_id] * k))
-                pending = tpl.stream_close
-                closes = []
-                plan.append(("stream", index, opening, frames, turn, nxt, closes))
-        if pending:
-            closes.append(parts.text(pending))
-        input_ids, text = parts.encode(with_text)
-        labels = [IGNORE_INDEX] * len(input_ids)
-        frame_positions: list[list[int]] = []
-        spans: list[TurnSpan] = []
-        for entry in plan:
-            role, index = entry[0], entry[1]
-            if role in ("system", "user"):
-                spans.append(TurnSpan(index, role, parts.start(entry[2]), parts.end(entry[-1])))
-            elif role == "assistant":
-                _, _, opening, content, eos, turn = entry
-                start, end = parts.start(opening), parts.end(eos)
-                span = TurnSpan(index, "assistant", start, end, reply_start=parts.start(content))
-                if turn.learn:  # every token after the one that holds the opening's first character
-                    for q in range(start + 1, end):
-                        labels[q - 1] = input_ids[q]
-                        span.target_positions.append(q - 1)
-                spans.append(span)
+                plan.append(_ReplyTurn(index, opening, content, parts.special([ids.eos_id]), bool(turn.learn)))
+                writer.pending = ""
             else:
-                _, _, opening, frames, turn, nxt, close = entry
-                span = TurnSpan(index, "stream", parts.start(opening), parts.end(frames[-1]))
-                learned = turn.learned_frames()
-                for f, handle in enumerate(frames):
-                    positions = list(range(parts.start(handle), parts.end(handle)))
-                    frame_positions.append(positions)
-                    last = positions[-1]
-                    is_last = f == turn.num_frames - 1
-                    speaks = is_last and nxt is not None and nxt.role == "assistant"
-                    span.decisions.append(FrameDecision(len(frame_positions) - 1, last, f < learned, speaks))
-                    if f < learned and is_last and close and self.config.last_frame_label == "next_token":
-                        # upstream: the closing text and the character after it (``]\\n``), all its tokens
-                        for q in range(last + 1, min(parts.after(close[0]), len(input_ids) - 1) + 1):
-                            labels[q - 1] = input_ids[q]
-                    elif f < learned:
-                        labels[last] = input_ids[last + 1] if speaks else ids.silence_id
-                spans.append(span)
-        return RenderedConversation(input_ids, labels, frame_positions, spans), text
+                following = body[i + 1][1] if i + 1 < len(body) else None
+                plan.append(self._lay_out_stream(index, turn, following, writer))
+        writer.finish()
+        return plan
+
+    def _lay_out_stream(self, index: int, turn: Turn, following: Turn | None, writer: _PieceWriter) -> _StreamTurn:
+        """A stream's opening and frames (the interval token between them); its closing text is
+        written with whatever opens next."""
+        parts, ids = writer.parts, self.ids
+        opening = writer.open_piece(self.template.stream_open)
+        frames = []
+        for f in range(turn.num_frames):
+            if f > 0 and ids.interval_id is not None:
+                parts.text(self.config.interval_token)
+            frames.append(parts.special([ids.frame_id] * self.tokens_per_frame))
+        writer.pending = self.template.stream_close
+        writer.closes = []
+        reply_follows = following is not None and following.role == "assistant"
+        return _StreamTurn(index, opening, frames, turn.learned_frames(), reply_follows, writer.closes)
+
+
+@dataclass
+class _Labels:
+    """The ids of a rendered conversation and what labelling fills in: ``labels`` (one per id) and
+    ``frame_positions`` (appended frame by frame)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    frame_positions: list[list[int]]
+    silence_id: int
+    next_token_last: bool
+    """``last_frame_label == "next_token"`` (upstream)."""
+
+
+@dataclass
+class _TextTurn:
+    """A system or user turn: its pieces ``first`` to ``last`` (nothing is learned on them)."""
+
+    index: int
+    role: str
+    first: int
+    last: int
+
+    def label(self, parts: _Parts, out: _Labels) -> TurnSpan:
+        return TurnSpan(self.index, self.role, parts.start(self.first), parts.end(self.last))
+
+
+@dataclass
+class _ReplyTurn:
+    """An assistant turn: its opening, content and eos pieces; ``learn``: its tokens are labels."""
+
+    index: int
+    opening: int
+    content: int
+    eos: int
+    learn: bool
+
+    def label(self, parts: _Parts, out: _Labels) -> TurnSpan:
+        start, end = parts.start(self.opening), parts.end(self.eos)
+        span = TurnSpan(self.index, "assistant", start, end, reply_start=parts.start(self.content))
+        if self.learn:  # every token after the one that holds the opening's first character
+            for q in range(start + 1, end):
+                out.labels[q - 1] = out.input_ids[q]
+                span.target_positions.append(q - 1)
+        return span
+
+
+@dataclass
+class _StreamTurn:
+    """A stream: its opening and frame pieces, how many frame decisions are learned, whether a
+    reply follows its last frame, and the piece of its closing text (once known)."""
+
+    index: int
+    opening: int
+    frames: list[int]
+    learned: int
+    reply_follows: bool
+    closes: list[int]
+
+    def label(self, parts: _Parts, out: _Labels) -> TurnSpan:
+        span = TurnSpan(self.index, "stream", parts.start(self.opening), parts.end(self.frames[-1]))
+        for f, handle in enumerate(self.frames):
+            positions = list(range(parts.start(handle), parts.end(handle)))
+            out.frame_positions.append(positions)
+            last = positions[-1]
+            is_last = f == len(self.frames) - 1
+            speaks = is_last and self.reply_follows
+            learned = f < self.learned
+            span.decisions.append(FrameDecision(len(out.frame_positions) - 1, last, learned, speaks))
+            if learned and is_last and self.closes and out.next_token_last:
+                # upstream: the closing text and the character after it (``]\\n``), all its tokens
+                for q in range(last + 1, min(parts.after(self.closes[0]), len(out.input_ids) - 1) + 1):
+                    out.labels[q - 1] = out.input_ids[q]
+            elif learned:
+                out.labels[last] = out.input_ids[last + 1] if speaks else out.silence_id
+        return span
+
+
+_LaidOut = _TextTurn | _ReplyTurn | _StreamTurn
+
+
+class _PieceWriter:
+    """Template text waiting to be written before the next opening piece (``pending``), and where
+    the last stream's closing text goes (``closes``: its piece, appended once written)."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+        self.pending = ""
+        self.closes: list[int] = []
+
+    def open_piece(self, text: str) -> int:
+        """The pending text and an opening piece: two pieces of one text run. Returns the first."""
+        first = None
+        if self.pending:
+            first = self.parts.text(self.pending)
+            self.closes.append(first)
+        self.closes = []
+        self.pending = ""
+        second = self.parts.text(text)
+        return second if first is None else first
+
+    def finish(self) -> None:
+        if self.pending:
+            self.closes.append(self.parts.text(self.pending))
 
 
 class _Parts:

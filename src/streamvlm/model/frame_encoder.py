@@ -279,16 +279,6 @@ WEIGHT_SAMPLE = 8
 """Weights per matrix in a :meth:`FrameEncoder.frame_record`."""
 
 
-def model_frame_record(model: Any) -> FrameRecord:
-    """How ``model`` (a StreamVLM) takes frames: its frame encoder's record, or, loaded without its
-    tower, the resize rule and image size its config names (the rest unknown, so not compared)."""
-    if model.frame_encoder is not None:
-        return model.frame_encoder.frame_record()
-    vision = model.config.vision
-    size = vision.image_size or (vision.tower_config or {}).get("image_size")
-    return FrameRecord(vision.resize, size if isinstance(size, int) and not isinstance(size, bool) else None)
-
-
 FRAME_ENCODER_FILE = "frame_encoder.json"
 """Written next to a tower's own files by :func:`save_frame_encoder`: the frame-token recipe."""
 

@@ -15,6 +15,7 @@ from peft import PeftModel
 from torch import Tensor, nn
 from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..data.features import FrameRecord
 from ..errors import ConfigError
 from .attention import use_stream_attention
 from .config import StreamVLMConfig
@@ -147,6 +148,15 @@ class StreamVLM(nn.Module):
             embeds = embeds.masked_scatter(is_frame[..., None],
                                            frame_embeds.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
         return embeds
+
+    def frame_record(self) -> FrameRecord:
+        """How this model takes frames: its frame encoder's record, or, loaded without its tower,
+        the resize rule and image size its config names (the rest unknown, so not compared)."""
+        if self.frame_encoder is not None:
+            return self.frame_encoder.frame_record()
+        vision = self.config.vision
+        size = vision.image_size or (vision.tower_config or {}).get("image_size")
+        return FrameRecord(vision.resize, size if isinstance(size, int) and not isinstance(size, bool) else None)
 
     # ------------------------------------------------------------------ forward
     def forward(

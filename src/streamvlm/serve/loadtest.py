@@ -7,12 +7,16 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .images import encode_png
 from .protocol import CloseCode, frame_message
+
+if TYPE_CHECKING:
+    from ..engine.options import GenerationConfig
+    from ..model.vlm import StreamVLM
 
 
 def _rss_mib() -> float:
@@ -34,7 +38,8 @@ def _images(side: int, count: int = 8) -> list[bytes]:
     return out
 
 
-def load_run(model: Any, *, sessions: int, seconds: float, generation: Any = None) -> dict[str, Any]:
+def load_run(model: StreamVLM, *, sessions: int, seconds: float,
+             generation: GenerationConfig | None = None) -> dict[str, Any]:
     """Serve ``model`` on 127.0.0.1 (an ephemeral port, ``max_sessions = sessions``), stream from
     ``sessions`` clients for ``seconds``; return the figures."""
     from websockets.asyncio.client import connect

@@ -55,7 +55,7 @@ def build_dataset(data: DataSection, renderer: ConversationRenderer, split: str 
 
     Raw videos (``data.videos``) need the model's frame ``encoder`` for preprocessing; features
     (``data.features``) made otherwise than ``frames`` says (how the model takes frames:
-    ``model_frame_record``) are refused.
+    ``StreamVLM.frame_record``) are refused.
     """
     file = data.train if split == "train" else data.val
     wrapped = TransformedRenderer(renderer, get_transform(data.method))

@@ -41,7 +41,6 @@ from ..data.collate import Batch, collate
 from ..data.jsonl import ConversationRecord
 from ..errors import ConfigError, UserError
 from ..model.checkpoint import load_pretrained, save_pretrained
-from ..model.frame_encoder import model_frame_record
 from ..model.language_model import apply_lora
 from ..model.presets import MODEL_PRESETS, train_tokenizer
 from ..model.vlm import StreamVLM, StreamVLMOutput
@@ -255,7 +254,7 @@ class TrainingRecipe:
         """Datasets (checked against the model), the collate pad id and the step counts."""
         cfg = self.cfg
         self.raw_frames = cfg.data.videos is not None  # pixels [N, 3, S, S], else features [N, T, D]
-        frames = model_frame_record(model)  # features made another way are refused
+        frames = model.frame_record()  # features made another way are refused
         self.train_set = build_dataset(cfg.data, model.renderer, "train", model.frame_encoder, frames)
         self.val_set = build_dataset(cfg.data, model.renderer, "val", model.frame_encoder, frames) \
             if cfg.data.val else None

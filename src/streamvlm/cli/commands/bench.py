@@ -238,7 +238,7 @@ def _print_methods(report: dict) -> None:
                   f"{v['frames_per_s']:>9.1f} {v['times_real_time']:>12.1f} {v['replies']:>8}")
 
 
-def _serve_load(options: Options, model, header: dict) -> int:
+def _serve_load(options: Options, model: StreamVLM, header: dict) -> int:
     from ...errors import UserError
 
     try:

@@ -30,6 +30,7 @@ from ...settings import settings
 
 if TYPE_CHECKING:
     from ...engine.assistant import TextEvent
+    from ...model.vlm import StreamVLM
 
 CLIP_SIZE = 64
 NARRATE = NARRATE_INSTRUCTION
@@ -106,7 +107,7 @@ def run(options: Options) -> int:
         return _synthetic(model, options, Path(tmp))
 
 
-def _narrate_video(model, options: Options) -> int:
+def _narrate_video(model: StreamVLM, options: Options) -> int:
     from ...engine.console import play, summary
     from ...engine.defaults import resolve_stream
     from ...engine.narration import expected_frames, open_for
@@ -121,7 +122,7 @@ def _narrate_video(model, options: Options) -> int:
     return 0
 
 
-def _synthetic(model, options: Options, tmp: Path) -> int:
+def _synthetic(model: StreamVLM, options: Options, tmp: Path) -> int:
     from ...data.generate import rule_refine
     from ...data.responder import ResponseRequest, Step
     from ...data.rule_responder import RuleResponder
@@ -190,7 +191,7 @@ def _live(printer: DemoPrinter, truths: list[TruthLine], duration: float, end: f
     return summary_line(score.overall)
 
 
-def _score(model, world_root: Path, uid: str, images: dict, fps: float, threshold: float) -> dict:
+def _score(model: StreamVLM, world_root: Path, uid: str, images: dict, fps: float, threshold: float) -> dict:
     """Streaming metrics of ``model`` on the clip's narration conversation (refined texts), with
     the frames the stream decoded (``images``: grid index -> uint8 ``[H, W, 3]``)."""
     import numpy as np

@@ -10,7 +10,7 @@ import math
 import sys
 from dataclasses import field, replace
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import DirectoryPath, Field
 
@@ -20,6 +20,10 @@ from ...errors import UserError
 from ...model.loading import ModelSource
 from ...outputs import check_output
 from ...settings import Arg, PositiveInt, settings
+
+if TYPE_CHECKING:
+    from ...engine.assistant import LiveAssistant
+    from ...model.vlm import StreamVLM
 
 
 @settings
@@ -158,7 +162,7 @@ def _feature_names(clips, features: Path) -> dict[str, str]:
     return out
 
 
-def evaluate(options: Options, model, *, out=None) -> dict:
+def evaluate(options: Options, model: StreamVLM, *, out=None) -> dict:
     """Every KV policy over every stream: prints a table per policy, returns the report (each run
     keeps its :class:`~streamvlm.evaluation.live_eval.StreamScore` under ``"_score"``)."""
     from ...engine.defaults import resolve_stream
@@ -203,14 +207,14 @@ def evaluate(options: Options, model, *, out=None) -> dict:
     return report
 
 
-def _run_policy(options: Options, model, assistant, policy: str, streams: list, fps: float) -> dict:
+def _run_policy(options: Options, model: StreamVLM, assistant: LiveAssistant, policy: str, streams: list,
+                fps: float) -> dict:
     """One KV policy over every stream (a fresh session each), with a progress bar."""
     from tqdm import tqdm
 
     from ...engine.narration import frame_fit
     from ...engine.options import TimedQuery
     from ...evaluation import live_eval as live
-    from ...model.frame_encoder import model_frame_record
 
     features = options.features
     names = _feature_names([c for s in streams for c in s.clips], features) if features is not None else {}
@@ -224,7 +228,7 @@ def _run_policy(options: Options, model, assistant, policy: str, streams: list, 
     try:
         for stream in streams:
             assistant.reset()
-            frames = (live.feature_frames(stream, features, fps, names, model_frame_record(model))
+            frames = (live.feature_frames(stream, features, fps, names, model.frame_record())
                       if features is not None
                       else live.stream_frames(stream, fps, fit))
 

@@ -235,6 +235,20 @@ class Timeline:
         return float(np.interp(t, *self.stain_t))
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """An object as it is drawn: where (``x, y`` at scale ``k``), when, its colour and state."""
+
+    oid: str
+    x: float
+    y: float
+    k: float
+    t: float
+    colour: np.ndarray
+    state: _State
+    tilted: bool
+
+
 _SLOTS = ((-0.04, -0.035), (0.04, 0.035), (0.04, -0.035), (-0.04, 0.035))
 
 
@@ -265,83 +279,113 @@ class _Scene:
         """Draw object ``oid`` centred at ``(x, y)`` at scale ``k``, with its contents and
         whatever is stacked on it."""
         tl = self.tl
-        kind, c = tl.kinds[oid], tl.colours[oid]
-        st = tl.state(oid, t)
-        if kind == "cup":
-            p.rect(x + 0.07 * k, y, 0.04 * k, 0.028 * k, c)
-            p.disc(x, y, 0.065 * k, c)
-            p.disc(x, y, 0.045 * k, WATER * st.fill + _shade(c, 0.35) * (1 - st.fill))
-            self._contents(p, oid, x, y, k * 0.6, t)
-        elif kind == "ball":
-            p.disc(x, y, 0.06 * k, c)
-            p.disc(x - 0.02 * k, y - 0.02 * k, 0.016 * k, (255, 255, 255), 0.6)
-        elif kind == "apple":
-            p.disc(x, y, 0.062 * k, c)
-            if st.cut > 0.5:
-                p.disc(x, y, 0.042 * k, FLESH)
-                p.rect(x, y, 0.012 * k, 0.13 * k, DARK)
-            p.rect(x, y - 0.065 * k, 0.012 * k, 0.025 * k, (100, 60, 20))
-            p.disc(x + 0.02 * k, y - 0.07 * k, 0.016 * k, (40, 140, 40))
-        elif kind == "box":
-            p.rect(x, y, 0.22 * k, 0.2 * k, c)
-            o = st.opened
-            if o > 0:
-                p.rect(x, y, 0.18 * k, 0.16 * k, BOX_INSIDE)
-                self._contents(p, oid, x, y, k * 0.6, t)
-                p.rect(x, y - 0.115 * k - 0.02 * o * k, 0.22 * k, 0.04 * o * k, _shade(c, 0.75, 255))
-            lid = 0.2 * (1.0 - o)
-            if lid > 0.005:
-                p.rect(x, y + 0.1 * k - lid * k / 2, 0.22 * k, lid * k, c)
-                p.rect(x, y + 0.1 * k - lid * k / 2, 0.22 * k, min(0.03, lid) * k, _shade(c, 0.6, 255))
-        elif kind == "bowl":
-            p.disc(x, y, 0.105 * k, c)
-            p.disc(x, y, 0.078 * k, WATER * st.fill + _shade(c, 0.35, 255) * (1 - st.fill))
-            self._contents(p, oid, x, y, k * 0.6, t)
-        elif kind == "drawer":
-            front = 0.04 + DRAWER_DEPTH * st.opened
-            if st.opened > 0:
-                p.rect(x, front / 2 - 0.02, 0.36, front, _shade(c, 0.8))
-                p.rect(x, front / 2 - 0.02, 0.3, front - 0.03, BOX_INSIDE)
-                if st.opened > 0.5:
-                    self._contents(p, oid, x, front - DRAWER_DEPTH * 0.5 - 0.03, 0.6 * k, t)
-            p.rect(x, front, 0.38, 0.07, c)
-            p.rect(x, front, 0.1, 0.022, DARK)
-        elif kind == "knife":
-            p.rect(x - 0.04 * k, y, 0.16 * k, 0.03 * k, STEEL)
-            p.rect(x + 0.08 * k, y, 0.09 * k, 0.045 * k, c)
-        elif kind == "bottle":
-            if tilted:  # lying on its side while pouring, neck towards the left
-                p.rect(x, y, 0.15 * k, 0.08 * k, c)
-                p.rect(x - 0.095 * k, y, 0.045 * k, 0.036 * k, _shade(c, 0.7, 255))
-                p.disc(x - 0.13 * k, y + 0.02 * k, 0.015 * k, WATER)
-            else:
-                p.rect(x, y + 0.02 * k, 0.08 * k, 0.15 * k, c)
-                p.rect(x, y - 0.075 * k, 0.036 * k, 0.045 * k, _shade(c, 0.7, 255))
-                p.rect(x, y - 0.1 * k, 0.04 * k, 0.015 * k, DARK)
-        elif kind == "book":
-            p.rect(x, y, 0.17 * k, 0.21 * k, c)
-            p.rect(x + 0.07 * k, y, 0.025 * k, 0.19 * k, (245, 245, 235))
-            p.rect(x - 0.075 * k, y, 0.02 * k, 0.21 * k, _shade(c, 0.55))
-        elif kind == "sponge":
-            p.rect(x, y, 0.13 * k, 0.09 * k, c)
-            p.rect(x, y - 0.03 * k, 0.13 * k, 0.03 * k, (40, 120, 50))
-        elif kind == "plate":
-            p.disc(x, y, 0.115 * k, c)
-            p.disc(x, y, 0.085 * k, _shade(c, 0.35, 255))
-        elif kind == "tea bag":
-            p.rect(x, y, 0.065 * k, 0.075 * k, c)
-            p.rect(x + 0.045 * k, y - 0.04 * k, 0.03 * k, 0.025 * k, (250, 250, 250))
-        elif kind == "pen":
-            p.rect(x, y, 0.17 * k, 0.028 * k, c)
-            p.rect(x - 0.09 * k, y, 0.02 * k, 0.016 * k, DARK)
-        elif kind == "sandwich":
-            p.rect(x, y, 0.14 * k, 0.14 * k, BREAD)
-            p.rect(x, y, 0.14 * k, 0.04 * k, c)
-        else:
+        kind = tl.kinds[oid]
+        draw = _DRAW.get(kind)
+        if draw is None:
             raise ValueError(f"unknown kind {kind!r}")
+        draw(self, p, _Placed(oid, x, y, k, t, tl.colours[oid], tl.state(oid, t), tilted))
         for other in self.spec.objects:  # things stacked on this one
             if tl.state(other.id, t).holder == f"on:{oid}":
                 self._object(p, other.id, x + 0.01 * k, y - 0.02 * k, k, t)
+
+    # one drawing per kind: ``o`` is where and how the object is (its colour, its state)
+    def _cup(self, p: _Painter, o: _Placed) -> None:
+        x, y, k, c = o.x, o.y, o.k, o.colour
+        p.rect(x + 0.07 * k, y, 0.04 * k, 0.028 * k, c)
+        p.disc(x, y, 0.065 * k, c)
+        p.disc(x, y, 0.045 * k, WATER * o.state.fill + _shade(c, 0.35) * (1 - o.state.fill))
+        self._contents(p, o.oid, x, y, k * 0.6, o.t)
+
+    def _ball(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.disc(x, y, 0.06 * k, o.colour)
+        p.disc(x - 0.02 * k, y - 0.02 * k, 0.016 * k, (255, 255, 255), 0.6)
+
+    def _apple(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.disc(x, y, 0.062 * k, o.colour)
+        if o.state.cut > 0.5:
+            p.disc(x, y, 0.042 * k, FLESH)
+            p.rect(x, y, 0.012 * k, 0.13 * k, DARK)
+        p.rect(x, y - 0.065 * k, 0.012 * k, 0.025 * k, (100, 60, 20))
+        p.disc(x + 0.02 * k, y - 0.07 * k, 0.016 * k, (40, 140, 40))
+
+    def _box(self, p: _Painter, o: _Placed) -> None:
+        x, y, k, c = o.x, o.y, o.k, o.colour
+        p.rect(x, y, 0.22 * k, 0.2 * k, c)
+        opened = o.state.opened
+        if opened > 0:
+            p.rect(x, y, 0.18 * k, 0.16 * k, BOX_INSIDE)
+            self._contents(p, o.oid, x, y, k * 0.6, o.t)
+            p.rect(x, y - 0.115 * k - 0.02 * opened * k, 0.22 * k, 0.04 * opened * k, _shade(c, 0.75, 255))
+        lid = 0.2 * (1.0 - opened)
+        if lid > 0.005:
+            p.rect(x, y + 0.1 * k - lid * k / 2, 0.22 * k, lid * k, c)
+            p.rect(x, y + 0.1 * k - lid * k / 2, 0.22 * k, min(0.03, lid) * k, _shade(c, 0.6, 255))
+
+    def _bowl(self, p: _Painter, o: _Placed) -> None:
+        x, y, k, c = o.x, o.y, o.k, o.colour
+        p.disc(x, y, 0.105 * k, c)
+        p.disc(x, y, 0.078 * k, WATER * o.state.fill + _shade(c, 0.35, 255) * (1 - o.state.fill))
+        self._contents(p, o.oid, x, y, k * 0.6, o.t)
+
+    def _drawer(self, p: _Painter, o: _Placed) -> None:
+        x, k, c, opened = o.x, o.k, o.colour, o.state.opened
+        front = 0.04 + DRAWER_DEPTH * opened
+        if opened > 0:
+            p.rect(x, front / 2 - 0.02, 0.36, front, _shade(c, 0.8))
+            p.rect(x, front / 2 - 0.02, 0.3, front - 0.03, BOX_INSIDE)
+            if opened > 0.5:
+                self._contents(p, o.oid, x, front - DRAWER_DEPTH * 0.5 - 0.03, 0.6 * k, o.t)
+        p.rect(x, front, 0.38, 0.07, c)
+        p.rect(x, front, 0.1, 0.022, DARK)
+
+    def _knife(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.rect(x - 0.04 * k, y, 0.16 * k, 0.03 * k, STEEL)
+        p.rect(x + 0.08 * k, y, 0.09 * k, 0.045 * k, o.colour)
+
+    def _bottle(self, p: _Painter, o: _Placed) -> None:
+        x, y, k, c = o.x, o.y, o.k, o.colour
+        if o.tilted:  # lying on its side while pouring, neck towards the left
+            p.rect(x, y, 0.15 * k, 0.08 * k, c)
+            p.rect(x - 0.095 * k, y, 0.045 * k, 0.036 * k, _shade(c, 0.7, 255))
+            p.disc(x - 0.13 * k, y + 0.02 * k, 0.015 * k, WATER)
+        else:
+            p.rect(x, y + 0.02 * k, 0.08 * k, 0.15 * k, c)
+            p.rect(x, y - 0.075 * k, 0.036 * k, 0.045 * k, _shade(c, 0.7, 255))
+            p.rect(x, y - 0.1 * k, 0.04 * k, 0.015 * k, DARK)
+
+    def _book(self, p: _Painter, o: _Placed) -> None:
+        x, y, k, c = o.x, o.y, o.k, o.colour
+        p.rect(x, y, 0.17 * k, 0.21 * k, c)
+        p.rect(x + 0.07 * k, y, 0.025 * k, 0.19 * k, (245, 245, 235))
+        p.rect(x - 0.075 * k, y, 0.02 * k, 0.21 * k, _shade(c, 0.55))
+
+    def _sponge(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.rect(x, y, 0.13 * k, 0.09 * k, o.colour)
+        p.rect(x, y - 0.03 * k, 0.13 * k, 0.03 * k, (40, 120, 50))
+
+    def _plate(self, p: _Painter, o: _Placed) -> None:
+        x, y, k, c = o.x, o.y, o.k, o.colour
+        p.disc(x, y, 0.115 * k, c)
+        p.disc(x, y, 0.085 * k, _shade(c, 0.35, 255))
+
+    def _tea_bag(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.rect(x, y, 0.065 * k, 0.075 * k, o.colour)
+        p.rect(x + 0.045 * k, y - 0.04 * k, 0.03 * k, 0.025 * k, (250, 250, 250))
+
+    def _pen(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.rect(x, y, 0.17 * k, 0.028 * k, o.colour)
+        p.rect(x - 0.09 * k, y, 0.02 * k, 0.016 * k, DARK)
+
+    def _sandwich(self, p: _Painter, o: _Placed) -> None:
+        x, y, k = o.x, o.y, o.k
+        p.rect(x, y, 0.14 * k, 0.14 * k, BREAD)
+        p.rect(x, y, 0.14 * k, 0.04 * k, o.colour)
 
     def _contents(self, p: _Painter, oid: str, x: float, y: float, k: float, t: float) -> None:
         inside = [o.id for o in self.spec.objects if self.tl.state(o.id, t).holder == f"in:{oid}"]
@@ -408,6 +452,13 @@ class _Scene:
             for ang in (-2.3, -1.85, -1.4, -0.95):
                 p.disc(hx + 0.062 * math.cos(ang), hy + 0.062 * math.sin(ang), 0.015, SKIN)
             p.disc(hx - 0.055, hy + 0.015, 0.016, SKIN)
+
+
+_DRAW = {"cup": _Scene._cup, "ball": _Scene._ball, "apple": _Scene._apple, "box": _Scene._box, "bowl": _Scene._bowl,
+         "drawer": _Scene._drawer, "knife": _Scene._knife, "bottle": _Scene._bottle, "book": _Scene._book,
+         "sponge": _Scene._sponge, "plate": _Scene._plate, "tea bag": _Scene._tea_bag, "pen": _Scene._pen,
+         "sandwich": _Scene._sandwich}
+"""How each kind of object is drawn."""
 
 
 def render_video_frames(spec: VideoSpec) -> Iterator[np.ndarray]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,20 @@ import pytest
 from tests.helpers import REPO
 
 SRC = REPO / "src"
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+
+LAYERS = [
+    {"streamvlm", "errors", "lazy", "jsonfiles", "outputs", "settings", "threads", "device"},
+    {"video"},
+    {"model"},
+    {"data"},
+    {"engine"},
+    {"train", "evaluation", "serve"},
+    {"experiments", "benchmarks", "client"},
+    {"cli"},
+]
+"""The packages (and top-level modules) from the bottom up, as docs/architecture.md draws them: each
+imports only from the layers below it (and from itself)."""
 
 THIRD_PARTY_PRIVATE = {
     "_from_config": "transformers: PreTrainedModel._from_config builds a model from its config without weights",
@@ -155,6 +171,22 @@ def test_no_import_cycle():
     assert cycles(graph) == []
 
 
+def layer_of(module: str) -> int:
+    part = module.split(".")[1] if "." in module else module
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def test_packages_import_only_the_layers_below_them():
+    graph = import_graph(SRC)
+
+    def unit(module: str) -> str:  # a package, or the bottom layer's modules as one
+        return "bottom" if layer_of(module) == 0 else module.split(".")[1]
+
+    upward = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                    if unit(a) != unit(b) and layer_of(b) >= layer_of(a))
+    assert upward == []
+
+
 def test_no_module_reaches_into_another_modules_private_members():
     found = [hit for path, _ in modules(SRC).values() for hit in private_reaches(path, set(THIRD_PARTY_PRIVATE))]
     assert found == []
@@ -216,3 +248,49 @@ def test_no_function_is_long():
 def test_allowed_private_names_are_still_used(name):
     """An allowance nobody needs any more is removed."""
     assert any(f"._{name[1:]}" in path.read_text(encoding="utf-8") for path, _ in modules(SRC).values())
+
+
+# ---------------------------------------------------------------------------- docs/architecture.md
+def named_paths(text: str) -> set[str]:
+    """Folder and file paths written in the document (``engine/session.py``, ``serve/``, ``client.py``)."""
+    return set(re.findall(r"(?<![\w./-])(?:[a-z_]+/)+(?:[a-z_]+\.py)?|(?<![\w./-])[a-z_]+\.py\b", text))
+
+
+def test_every_path_the_architecture_names_exists():
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    missing = []
+    for path in sorted(named_paths(text)):
+        if path.split("/")[0] in ("src", "tests", "docs"):
+            where = REPO / path
+        elif path.startswith("streamvlm/"):
+            where = SRC / path
+        elif "/" in path:
+            where = SRC / "streamvlm" / path
+        else:  # a file named on its own, below the package named before it
+            where = next((SRC / "streamvlm").rglob(path), SRC / "streamvlm" / path)
+        if not where.exists():
+            missing.append(path)
+    assert missing == []
+    for dotted in sorted(set(re.findall(r"\bstreamvlm(?:\.\w+)+", text))):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                found = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute, None)
+            assert found is not None, dotted
+            break
+
+
+def test_the_architecture_names_every_package_and_the_session_contracts():
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    packages = sorted(p.parent.name for p in (SRC / "streamvlm").glob("*/__init__.py"))
+    assert [p for p in packages if f"{p}/" not in text] == []
+    assert {layer for layer in LAYERS for layer in layer} >= set(packages)
+    from streamvlm.engine.session import StreamSession
+
+    section = text.split("## The session's contracts")[1].split("\n## ")[0]
+    methods = re.findall(r"^\| `(\w+)\(", section, re.M) + re.findall(r"^\| `\w+\([^`]*\)` / `(\w+)\(", section, re.M)
+    assert len(methods) >= 14 and [m for m in methods if not callable(getattr(StreamSession, m, None))] == []

@@ -12,10 +12,11 @@ import torch
 
 from streamvlm.cli import main
 from streamvlm.data.encode import encode_folder
-from streamvlm.data.features import FrameRecord, read_info, write_features
+from streamvlm.data.features import read_info, write_features
 from streamvlm.model.checkpoint import save_pretrained
 from streamvlm.model.config import VisionConfig
 from streamvlm.model.frame_encoder import FrameEncoder
+from streamvlm.model.frame_record import FrameRecord
 from streamvlm.model.presets import tiny_tower_config
 from tests.helpers import tiny_model, write_textured_video
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamvlm.data.features import FrameRecord, feature_path, write_features
+from streamvlm.data.features import feature_path, write_features
+from streamvlm.model.frame_record import FrameRecord
 
 TOKENS_PER_FRAME = 10
 FEATURE_WIDTH = 32  # the hidden size of the tiny preset's image tower

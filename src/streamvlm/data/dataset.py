@@ -22,9 +22,10 @@ from torch.utils.data import Dataset
 from ..errors import DataError, UserError
 from ..model.conversation import ConversationRenderer
 from ..model.frame_encoder import FrameEncoder
+from ..model.frame_record import FrameRecord
 from ..video import open_source
 from .collate import Batch, Sample, collate
-from .features import FeatureStore, FrameRecord
+from .features import FeatureStore
 from .jsonl import ConversationRecord, check_video_path, read_jsonl
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Videos are sharded across processes (rank r of world w takes every w-th video in sorted order),
 frames are decoded at the encoder's fit (one resize: :mod:`streamvlm.video.resize`), each file
-records how its frames were made (:class:`~.features.FrameRecord`), outputs that already exist,
+records how its frames were made (:class:`~streamvlm.model.frame_record.FrameRecord`), outputs that already exist,
 are complete and were made by this encoder are skipped (others are encoded again), and a video
 that cannot be decoded is counted and reported without stopping the others.
 """

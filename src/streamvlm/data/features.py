@@ -3,27 +3,28 @@
 ``FEATURES_DIR/<video path relative to the data root>.safetensors`` holds the tensor
 ``frame_tokens [N, T, D_vision]`` (frame n at time n / fps) and string metadata ``fps``,
 ``num_frames``, ``video``, ``tokens_per_frame`` and ``frames``: how the frames were made (a
-:class:`FrameRecord` as JSON: resize rule, image size, pixel normalisation, frame encoder), so that
-``eval`` and ``train`` refuse features made another way than their model takes frames. Files
-written before that record existed have no ``frames``: they are accepted with one warning. Files
-are written to a temporary name and renamed, so a file with the final name is complete.
+:class:`~streamvlm.model.frame_record.FrameRecord` as JSON: resize rule, image size, pixel
+normalisation, frame encoder), so that ``eval`` and ``train`` refuse features made another way
+than their model takes frames. Files written before that record existed have no ``frames``: they
+are accepted with one warning. Files are written to a temporary name and renamed, so a file with
+the final name is complete.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import DataError, StreamvlmWarning
+from ..model.frame_record import FrameRecord
 from ..outputs import follow_umask, os_error
 
 if TYPE_CHECKING:
@@ -32,76 +33,6 @@ if TYPE_CHECKING:
 TENSOR = "frame_tokens"
 SUFFIX = ".safetensors"
 FPS_TOLERANCE = 1e-6
-WEIGHT_TOLERANCE = 1e-2
-"""Relative tolerance on the sampled encoder weights: the same tower in float32, bfloat16 or
-float16 agrees (bfloat16 rounds at 0.4%); another tower differs in every weight."""
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """How frame tokens were made: the frame fit (``resize`` rule, ``image_size``), the pixel
-    normalisation and the frame encoder (its tower type and a sample of its weights). Fields left
-    None are unknown (a model loaded without its tower knows only the first two) and not compared."""
-
-    resize: str
-    image_size: int | None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    tower: str | None = None
-    weights: tuple[float, ...] | None = None
-    """A fixed sample of the tower's weights (see ``FrameEncoder.frame_record``)."""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str, file: str) -> FrameRecord:
-        try:
-            value = json.loads(text)
-            record = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-            numbers = [*(record.mean or ()), *(record.std or ()), *(record.weights or ())]
-            if not isinstance(record.resize, str) or not all(isinstance(x, (int, float)) for x in numbers):
-                raise TypeError("wrong types")
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise DataError(f"not a frame record ({exc})", file=file, field="frames") from None
-        return record
-
-    def differs(self, other: FrameRecord) -> bool:
-        """Whether the two were made differently, on every field both know."""
-        def known(a: Any, b: Any) -> bool:
-            return a is not None and b is not None
-
-        if self.resize != other.resize or (known(self.image_size, other.image_size)
-                                           and self.image_size != other.image_size):
-            return True
-        if known(self.tower, other.tower) and self.tower != other.tower:
-            return True
-        for a, b, tol in ((self.mean, other.mean, 1e-6), (self.std, other.std, 1e-6),
-                          (self.weights, other.weights, WEIGHT_TOLERANCE)):
-            if known(a, b) and (len(a) != len(b) or any(abs(x - y) > tol * max(abs(x), abs(y), 1e-6)
-                                                        for x, y in zip(a, b))):
-                return True
-        return False
-
-    def describe(self) -> str:
-        """One line: ``upstream resize to 384 px, mean 0.5/0.5/0.5, std ..., siglip_vision_model #1a2b3c``."""
-        parts = [f"{self.resize} resize to {self.image_size if self.image_size is not None else '?'} px"]
-        for name, values in (("mean", self.mean), ("std", self.std)):
-            if values is not None:
-                parts.append(f"{name} " + "/".join(f"{v:.4g}" for v in values))
-        if self.tower is not None:
-            weights = "" if self.weights is None else " #" + _digest(self.weights)
-            parts.append(f"tower {self.tower}{weights}")
-        return ", ".join(parts)
-
-
-def _digest(values: tuple[float, ...]) -> str:
-    """A short name for a weight sample (for messages; comparisons use the tolerance)."""
-    import hashlib
-
-    return hashlib.sha256(" ".join(f"{v:.2g}" for v in values).encode()).hexdigest()[:8]
-
-
 @dataclass(frozen=True)
 class FeatureInfo:
     fps: float
@@ -189,9 +120,10 @@ _WARNED: set[str] = set()
 class FeatureStore:
     """The frame tokens of conversations, read from a features folder and checked: the file's fps
     equals the conversation's, it holds every frame the conversation needs, the tokens per frame,
-    width and the way frames were made (``frames``: :class:`FrameRecord`) fit the model (when
-    given), and the values are finite. Frame ``i`` of a conversation is feature frame
-    ``round(start * fps) + i``. Files without a frame record are accepted, with one warning."""
+    width and the way frames were made (``frames``: a
+    :class:`~streamvlm.model.frame_record.FrameRecord`) fit the model (when given), and the
+    values are finite. Frame ``i`` of a conversation is feature frame ``round(start * fps) + i``.
+    Files without a frame record are accepted, with one warning."""
 
     def __init__(self, features_dir: str | Path, tokens_per_frame: int | None = None, width: int | None = None,
                  frames: FrameRecord | None = None) -> None:

@@ -502,7 +502,7 @@ def feature_frames(stream: Stream, features_dir: Path, fps: float, relative_to: 
                    frames: Any = None) -> Iterator[Any]:
     """The frames of ``stream`` from pre-extracted frame tokens (``streamvlm encode``): the
     ``image`` of each frame is its ``[T, D_vision]`` tokens (see :class:`FeatureConsumer`). Files
-    made otherwise than ``frames`` (a :class:`~streamvlm.data.features.FrameRecord`) are refused."""
+    made otherwise than ``frames`` (a :class:`~streamvlm.model.frame_record.FrameRecord`) are refused."""
     from ..data.features import FeatureStore, feature_path, load_frames, read_info
     from ..errors import DataError
     from ..video.frames import Frame

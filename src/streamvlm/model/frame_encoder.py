@@ -29,10 +29,10 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from ..data.features import FrameRecord
 from ..errors import CheckpointError, ConfigError
 from ..video.resize import FrameFit, upstream_frame_geometry
 from .config import VisionConfig
+from .frame_record import FrameRecord
 from .hf_checks import (
     TOWER_SIZE_FIELDS,
     check_hf_config_values,

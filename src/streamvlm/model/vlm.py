@@ -15,13 +15,13 @@ from peft import PeftModel
 from torch import Tensor, nn
 from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data.features import FrameRecord
 from ..errors import ConfigError
 from .attention import use_stream_attention
 from .config import StreamVLMConfig
 from .connector import Connector
 from .conversation import ConversationRenderer
 from .frame_encoder import FrameEncoder
+from .frame_record import FrameRecord
 from .language_model import apply_lora, base_model, build_language_model, load_tokenizer
 from .loss import LossOptions, LossParts, streaming_loss
 from .materialise import InitMode, target_device

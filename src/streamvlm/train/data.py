@@ -15,11 +15,11 @@ from typing import Any
 from torch.utils.data import Dataset, Subset
 
 from ..data.dataset import RawFrameDataset, StreamingDataset
-from ..data.features import FrameRecord
 from ..data.jsonl import ConversationRecord, read_jsonl
 from ..errors import ConfigError
 from ..model.conversation import ConversationRenderer, RenderedConversation, Turn
 from ..model.frame_encoder import FrameEncoder
+from ..model.frame_record import FrameRecord
 from .config import DataSection
 from .transforms import Transform, get_transform
 

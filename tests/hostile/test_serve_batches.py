@@ -144,26 +144,35 @@ def test_random_batches_of_sizes_formats_and_failures(nan_refusing_encoder, clie
 
 def test_one_sessions_questions_never_hold_the_others(tiny_model):
     """A session with 10 questions due at its first frame gets at most QUESTIONS_PER_FRAME answered
-    per step while another session's frames go on, one per step; all 10 are answered, the rest at
-    its last frame."""
+    per step while another session's frames go on, one per step; all 10 are answered, those left
+    after its last frame one step each (while the other session's frames still go on)."""
     scheduler, runner = serving_parts(tiny_model, GENERATION)
     flood_box, other_box = [], []
     flood, other = runner.open(flood_box.append), runner.open(other_box.append)
     for q in range(10):
         scheduler.submit_query(flood, TimedQuery(0.0, f"Question {q}?"))
     frames = noise(0, 32, 32, 2)
+    others = noise(1, 32, 32, 10)
     for k, image in enumerate(frames):
         assert scheduler.submit_frame(flood, k * 0.5, image, last=k == 1) is None
-        assert scheduler.submit_frame(other, k * 0.5, image) is None
     asked_per_step = []
-    for _ in range(2):
+    for k in range(10):
+        assert scheduler.submit_frame(other, k * 0.5, others[k]) is None
         before = len(said(flood_box))
         batch = scheduler.plan()
         assert {id(step.stream) for step in batch} == {id(flood), id(other)}  # the other session's frame goes on
         runner.run(batch)
         asked_per_step.append(sum(role == "user" for role, _, _ in said(flood_box)[before:]))
-    assert asked_per_step == [QUESTIONS_PER_FRAME, 10 - QUESTIONS_PER_FRAME]
-    assert said(other_box) == alone(tiny_model, frames, None)
+    assert asked_per_step == [QUESTIONS_PER_FRAME] * 10
+    assert said(other_box) == alone(tiny_model, others, None)
+    runner.run(scheduler.plan())  # the finish
+    assert flood_box[-1].code == 1000 and not [m for m in flood_box if getattr(m, "code", None) == "ended"]
+    events = said(flood_box)
+    asked = [text for role, _, text in events if role == "user"]
+    assert asked == [f"Question {q}?" for q in range(10)]
+    for k, (role, _, _) in enumerate(events):  # every question answered right after it
+        if role == "user":
+            assert events[k + 1][0] == "assistant"
 
 
 # ---------------------------------------------------------------------------- over a real server

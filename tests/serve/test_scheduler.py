@@ -11,7 +11,7 @@ import time
 import pytest
 
 from streamvlm.engine.options import TimedQuery
-from streamvlm.serve.limits import QUESTIONS_PER_FRAME, ServeLimits
+from streamvlm.serve.limits import ServeLimits
 from streamvlm.serve.metrics import ServeMetrics
 from streamvlm.serve.scheduler import Scheduler
 
@@ -95,19 +95,21 @@ def test_times_going_backwards_are_refused():
     assert "backwards" in s.submit_frame(stream, 0.5, b"x")
 
 
-def test_questions_due_at_a_frame_are_capped_except_at_the_last_frame():
+def test_questions_due_at_a_frame_are_capped_even_after_the_last_frame():
     s = scheduler(queue_frames=8)
     (stream,) = open_streams(s, 1)
-    for q in range(4):
+    for q in range(5):
         s.submit_query(stream, TimedQuery(0.0, f"q{q}"))
     s.submit_query(stream, TimedQuery(5.0, "later"))
-    for k in range(3):
-        s.submit_frame(stream, k * 0.5, b"x", last=k == 2)
-    asked = [[q.text for q in step.questions] for step in (s.plan()[0] for _ in range(3))]
-    assert [len(a) for a in asked[:2]] == [QUESTIONS_PER_FRAME] * 2
-    assert asked[2] == ["q2", "q3"]  # the last frame: every question due, not the later one
-    (finish,) = s.plan()  # ended, queue empty: planned once more, frameless, with what was never asked
-    assert finish.frame is None and [q.text for q in finish.questions] == ["later"]
+    for k in range(2):
+        s.submit_frame(stream, k * 0.5, b"x", last=k == 1)
+    steps = [s.plan()[0] for _ in range(5)]
+    assert [step.frame is not None for step in steps] == [True, True, False, False, False]
+    # after the last frame, the questions still due at it: one step each, frameless, not a finish
+    assert [[q.text for q in step.questions] for step in steps] == [["q0"], ["q1"], ["q2"], ["q3"], ["q4"]]
+    assert not any(step.finish for step in steps)
+    (finish,) = s.plan()  # then planned once more, to be finished, with what was never asked
+    assert finish.frame is None and finish.finish and [q.text for q in finish.questions] == ["later"]
 
 
 def test_a_refused_frames_questions_go_back_in_order():

@@ -73,8 +73,8 @@ SEEN_WHEN_HIT: dict[str, str] = {
     "write_timeout": "close 4429 (`slow_reader` in `/metrics`)",
     "stats_interval": "(not a limit) a `stats` message at this interval",
     "MAX_PENDING_QUERIES": "`bad_message` (that question is not queued); POST /v1/narrate: HTTP 422 `bad_message`",
-    "QUESTIONS_PER_FRAME": "the further questions due at that frame are asked at the next frames (all of them "
-                           "at the stream's last frame)",
+    "QUESTIONS_PER_FRAME": "the further questions due at that frame are asked at the next frames (after a "
+                           "stream's last frame, as many per step, each answered after that frame)",
     "MAX_ERRORS": "close 1008",
     "MAX_BACKLOG": "close 4429",
     "MIN_KEY_CHARS": "`streamvlm serve` refuses to start (exit 2)",

@@ -93,7 +93,7 @@ class ModelRunner:
         plan = [step for step in plan if not step.stream.closed]
         for step in plan:
             if step.frame is None:
-                self._guard(step.stream, self._finish, step)
+                self._guard(step.stream, self._finish if step.finish else self._answer, step)
         framed = [step for step in plan if step.frame is not None]
         decoded = [self._decoder.submit(self._decode, step.frame) for step in framed]
         ready: list[tuple[StreamStep, Tensor]] = []
@@ -185,17 +185,40 @@ class ModelRunner:
         stream.processed += 1
         stream.latency_sum += latency
         self.metrics.processed(latency)
+        self._emit_events(stream, events)
+
+    @staticmethod
+    def _emit_events(stream: ClientStream, events: list) -> None:
         for event in stream.assistant.text_events(events):
             if event.role == "user":
                 stream.emit(UserMessage(time=event.time, text=event.text))
             else:
                 stream.emit(AssistantMessage(time=event.time, text=event.text))
 
-    def _streamer(self, step: StreamStep) -> Callable[[list[int]], None]:
-        """The ``on_token`` of a stream's replies at this step: streams the new text as deltas and
-        stops the reply once the stream is closed."""
+    @torch.inference_mode()
+    def _answer(self, step: StreamStep) -> None:
+        """An ended stream's questions due at its last frame, answered after it (as that frame
+        would have answered them, had it answered them all)."""
+        stream, session = step.stream, step.stream.assistant.session
+        if session.frames_seen == 0:  # every frame was refused: nothing to answer about
+            self._not_asked(stream, step.questions, "no frame of the stream could be used")
+            return
+        times = [max(q.time, session.last_time) for q in step.questions]
+        for q, time_ in zip(step.questions, times):
+            session.push_query(q.text, time_)
+        session.on_token = self._streamer(step, session.last_time)
+        try:
+            events = session.answer_queries(max(times), inclusive=True, index=session.frames_seen - 1)
+        finally:
+            session.on_token = None
+        self._emit_events(stream, events)
+
+    def _streamer(self, step: StreamStep, time_: float | None = None) -> Callable[[list[int]], None]:
+        """The ``on_token`` of a stream's replies at this step (at ``time_``, default its frame's):
+        streams the new text as deltas and stops the reply once the stream is closed."""
         decode = self.model.tokenizer.decode
         stream, said = step.stream, [""]
+        when = step.frame.time if time_ is None else time_
 
         def on_token(ids: list[int]) -> None:
             if stream.closed:
@@ -205,7 +228,7 @@ class ModelRunner:
             if stream.deltas:
                 text = decode(ids, skip_special_tokens=True)
                 if text.startswith(said[0]) and len(text) > len(said[0]):
-                    stream.emit(AssistantDeltaMessage(time=step.frame.time, delta=text[len(said[0]):]))
+                    stream.emit(AssistantDeltaMessage(time=when, delta=text[len(said[0]):]))
                 said[0] = text
 
         return on_token
@@ -213,13 +236,14 @@ class ModelRunner:
     def _finish(self, step: StreamStep) -> None:
         """A stream that ended: the questions it never got asked reported, then closed (1000)."""
         stream = step.stream
-        last = stream.assistant.session.last_time
-        for q in step.questions:
-            why = ("more questions were due at its frame than one frame answers, and the stream ended before the "
-                   "next frame" if q.time <= last else "it came after the last frame")
-            stream.emit(ErrorMessage(code="ended", message=f"query at {q.time:.1f}s not asked: {why}: {q.text}"))
+        self._not_asked(stream, step.questions, "it came after the last frame")
         stream.emit(Close(CloseCode.NORMAL, "end"))
         self.scheduler.close(stream)
+
+    @staticmethod
+    def _not_asked(stream: ClientStream, questions: list, why: str) -> None:
+        for q in questions:
+            stream.emit(ErrorMessage(code="ended", message=f"query at {q.time:.1f}s not asked: {why}: {q.text}"))
 
     # ------------------------------------------------------------------ failures
     def _guard(self, stream: ClientStream, step: Callable, *args):

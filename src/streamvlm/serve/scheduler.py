@@ -4,11 +4,12 @@ Each :class:`ClientStream` has a bounded queue of frames: a live stream's frame 
 queue drops the oldest waiting one (counted); an upload (``POST /v1/narrate``) waits instead, so
 nothing of a file is lost. :meth:`Scheduler.plan` takes one frame from each stream with work, in
 round-robin order (every stream with a frame waiting is in every step: none starves), with the
-questions due at it (at most :data:`~.limits.QUESTIONS_PER_FRAME`, all of them at a stream's last
-frame, so one client's questions never hold the others' frames for long) and a theta the client
-set since. A stream that has ended and has nothing queued is planned once more, frameless, to be
-finished. The model runner (:mod:`.model_runner`) runs each plan; the app hands frames and
-questions over with the ``submit_*`` methods (which never block a live stream).
+questions due at it (at most :data:`~.limits.QUESTIONS_PER_FRAME`, so one client's questions never
+hold the others' frames for long) and a theta the client set since. A stream that has ended and
+has nothing queued is planned frameless: first with the questions still due at its last frame
+(as many per step as a frame answers, answered after that frame), then once more to be finished.
+The model runner (:mod:`.model_runner`) runs each plan; the app hands frames and questions over
+with the ``submit_*`` methods (which never block a live stream).
 
 Everything here is guarded by one condition variable: the app's threads and the event loop submit,
 the runner's thread plans (:meth:`Scheduler.next_plan` waits for work).
@@ -16,6 +17,7 @@ the runner's thread plans (:meth:`Scheduler.next_plan` waits for work).
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -74,6 +76,8 @@ class ClientStream:
         self.ending = False
         self.closed = False
         self.last_time = -1.0  # of the last frame accepted
+        self.planned_time = -math.inf
+        """Video time of the last frame planned (questions up to it are due)."""
         self.received = self.processed = self.dropped = self.rejected = 0
         self.latency_sum = 0.0
         self.opened = time.monotonic()
@@ -101,13 +105,15 @@ class ClientStream:
 @dataclass
 class StreamStep:
     """One stream's part of a plan: its ``frame`` with the ``questions`` to ask at it and a new
-    ``threshold`` to apply first; or, ``frame`` None, the stream is finished (``questions``: those
-    never asked)."""
+    ``threshold`` to apply first. ``frame`` None: the stream has ended, and either ``questions``
+    due at its last frame are answered now (after that frame), or, ``finish``, it is finished
+    (``questions``: those never asked)."""
 
     stream: ClientStream
     frame: QueuedFrame | None
     questions: list[TimedQuery] = field(default_factory=list)
     threshold: float | None = None
+    finish: bool = False
 
 
 class Scheduler:
@@ -258,8 +264,7 @@ class Scheduler:
             if stream.frames:
                 steps.append(self._frame_step(stream))
             elif stream.ending:
-                leftover, stream.queries = stream.queries, []
-                steps.append(StreamStep(stream, None, leftover))
+                steps.append(self._ended_step(stream))
         self._cond.notify_all()  # uploads waiting for room
         for step in steps:
             if step.frame is not None:
@@ -269,9 +274,20 @@ class Scheduler:
     @staticmethod
     def _frame_step(stream: ClientStream) -> StreamStep:
         frame = stream.frames.popleft()
-        due = [q for q in stream.queries if q.time <= frame.time]
-        if not (stream.ending and not stream.frames):  # at the stream's last frame every question is answered
-            due = due[:QUESTIONS_PER_FRAME]
+        stream.planned_time = frame.time
+        due = [q for q in stream.queries if q.time <= frame.time][:QUESTIONS_PER_FRAME]
         stream.queries = stream.queries[len(due):]
         threshold, stream.threshold = stream.threshold, None
         return StreamStep(stream, frame, due, threshold)
+
+    @staticmethod
+    def _ended_step(stream: ClientStream) -> StreamStep:
+        """An ended stream with no frame queued: the questions still due at its last frame (as
+        many as one frame answers: the others' frames go on meanwhile), else its finish with the
+        questions that came after its last frame."""
+        due = [q for q in stream.queries if q.time <= stream.planned_time][:QUESTIONS_PER_FRAME]
+        if due:
+            stream.queries = stream.queries[len(due):]
+            return StreamStep(stream, None, due)
+        leftover, stream.queries = stream.queries, []
+        return StreamStep(stream, None, leftover, finish=True)

@@ -40,6 +40,7 @@ from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from .errors import ConfigError
 from .jsonfiles import loads, read_json
+from .outputs import note_inputs
 
 T = TypeVar("T")
 
@@ -290,8 +291,12 @@ def _resolve(name_or_path: str | os.PathLike, folder: str) -> tuple[Any, str]:
 
 def read_config_dict(name_or_path: str | os.PathLike, *, folder: str = "configs",
                      _chain: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
-    """A config file as a dict, its ``base`` (another config it overrides) merged in first."""
+    """A config file as a dict, its ``base`` (another config it overrides) merged in first. Every
+    file of the chain is an input of the run (:func:`~streamvlm.outputs.note_inputs`): no output
+    of it may replace one."""
     file, source = _resolve(name_or_path, folder)
+    if isinstance(file, Path):
+        note_inputs([file])
     key = str(Path(file).resolve()) if isinstance(file, Path) else source
     if key in _chain:
         raise ConfigError(f"{source}: 'base' chain loops back to itself")

@@ -25,6 +25,17 @@ def test_the_config_file_is_an_input(cli, tiny_checkpoint, short_clip, tmp_path)
     assert config.read_text() == before
 
 
+def test_a_base_config_is_an_input_too(cli, tiny_checkpoint, short_clip, tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"model": {"model": str(tiny_checkpoint)}}))
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"base": str(base), "output": str(base)}))
+    before = base.read_text()
+    one_error_line(cli("narrate", short_clip, "--config", config, *FAST),
+                   f"--output {base}: is also an input of this run")
+    assert base.read_text() == before
+
+
 def test_the_model_files_are_inputs(cli, tiny_checkpoint, short_clip, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, model)

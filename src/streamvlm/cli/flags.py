@@ -199,13 +199,12 @@ def parse(cls: type[T], argv: Sequence[str], *, prog: str, description: str = ""
             for part in flag.path[:-1]:
                 node = node.setdefault(part, {})
             node[flag.path[-1]] = namespace[flag.dest]
-    source = source_path = None
-    if config_file and namespace.get("__config"):
-        file_data, source = read_config_dict(namespace["__config"])
-        data = merge(file_data, data)
-        source_path = namespace["__config"]
+    source = None
     names = {".".join(f.path): f.name for f in flags}
-    with run_scope([source_path]):  # the config file is an input: no output of the run may replace it
+    with run_scope():  # the config files read are inputs: no output of the run may replace one
+        if config_file and namespace.get("__config"):
+            file_data, source = read_config_dict(namespace["__config"])
+            data = merge(file_data, data)
         options = from_dict(cls, data, strict=False, names=names, source=source)
     if namespace.get("__print_config"):
         if print_config is not None:

@@ -309,6 +309,8 @@ class Command:
     expected_output: list[str] | None = None
     expected_code: int = 0
     redirect: str | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Variables a listed command sets for itself (``NAME=VALUE streamvlm ...``)."""
 
     @property
     def id(self) -> str:
@@ -433,9 +435,14 @@ def _text_block(doc: str, start: int, lines: list[str]) -> list[Command]:
             current.expected_output.append(line)
             if line.startswith("streamvlm: error:"):
                 current.expected_code = 2
-        elif line.startswith("streamvlm "):
-            commands.append(Command(doc, number, line.strip(), "flags", line.split()[1:]))
+        elif (listed := LISTED.match(line)) is not None:
+            env = dict(item.split("=", 1) for item in listed["env"].split())
+            commands.append(Command(doc, number, line.strip(), "flags", listed["args"].split(), env=env))
     return commands
+
+
+LISTED = re.compile(r"^(?P<env>(?:[A-Z_][A-Z0-9_]*=\S+ )*)streamvlm (?P<args>.*)$")
+"""A listed (not run) command line: ``[NAME=VALUE ...] streamvlm ARGS``."""
 
 
 ALL = [c for doc in DOCS for c in extract(doc)]
@@ -611,6 +618,32 @@ def check_flags(cmd: Command) -> None:
         from streamvlm.train.config import load_train_config
 
         load_train_config(rest[0], [a for a in rest[1:] if "=" in a and not a.startswith("-")])
+    if name == "serve" and "--api-key-env" in rest:
+        check_serve_key_rule(cmd, module, rest)
+
+
+def check_serve_key_rule(cmd: Command, module, rest: list[str]) -> None:
+    """``serve ... --api-key-env NAME``: the options are valid with a key of the code's minimum
+    length in NAME (``streamvlm.serve.limits.check_access``, the one key rule) and refused one
+    character short of it."""
+    from streamvlm.cli.flags import parse
+    from streamvlm.errors import UserError
+    from streamvlm.serve.limits import MIN_KEY_CHARS
+
+    variable = rest[rest.index("--api-key-env") + 1]
+    assert variable in cmd.env, f"{cmd.id}: `{cmd.text}`: {variable} is not set on the line"
+    saved = os.environ.get(variable)
+    try:
+        os.environ[variable] = "k" * MIN_KEY_CHARS
+        parse(module.Options, rest, prog="streamvlm serve")
+        os.environ[variable] = "k" * (MIN_KEY_CHARS - 1)
+        with pytest.raises(UserError, match=f"at least {MIN_KEY_CHARS} characters"):
+            parse(module.Options, rest, prog="streamvlm serve")
+    finally:
+        if saved is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved
 
 
 def check_python(cmd: Command) -> None:

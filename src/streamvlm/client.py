@@ -202,7 +202,8 @@ class ReconnectingStream:
     same timeline as the old one's (a session accepts any first time; only within a session must
     times not go back). ``instruction`` is asked at time 0 on the first session and at the last
     frame's time on each new one; questions whose ``user`` event has not been read yet are asked
-    again, at their own times, as are the ``configure`` settings. :attr:`transcript` keeps every
+    again (at that time too, so the transcript stays in time order), as are the ``configure``
+    settings. :attr:`transcript` keeps every
     ``user`` and ``assistant`` message of every session, in order. :meth:`events` yields each new
     session's ``session`` message where its events begin. After :meth:`end` nothing is reopened."""
 
@@ -269,8 +270,8 @@ class ReconnectingStream:
                     stream.configure(**self._settings)
                 if self.instruction:
                     stream.ask(self.instruction, self._last_time)  # answered at the new session's first frame
-                for time, text in sorted(self._asked):
-                    stream.ask(text, time)
+                for time, text in sorted(self._asked):  # at the new session's first frame: in order
+                    stream.ask(text, max(time, self._last_time))
             self._streams.append(stream)
             return stream
 

@@ -62,7 +62,9 @@ function onMessage(event) {
     }
     const instruction = $("instruction").value.trim();
     if (instruction) ws.send(JSON.stringify({ type: "query", time: lastTime, text: instruction }));
-    for (const q of pending) ws.send(JSON.stringify({ type: "query", time: q.time, text: q.text }));
+    for (const q of pending) {
+      ws.send(JSON.stringify({ type: "query", time: Math.max(q.time, lastTime), text: q.text }));
+    }
     lostCode = null;
     startCapture();
   } else if (m.type === "assistant_delta") {

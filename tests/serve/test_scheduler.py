@@ -163,3 +163,32 @@ def test_no_stream_waits_more_than_one_plan_behind_another(count):
             steps[step.stream.number] += 1
         assert len(plan) == count
     assert set(steps.values()) == {20}
+
+
+def test_queue_lag_capacity_readiness_and_drain_in_metrics():
+    """What an autoscaler reads moves with the scheduler: the oldest waiting frame's age (0 once it is
+    planned), the capacity, readiness at max_sessions and from a drain on (no stream taken then)."""
+    import time
+
+    s = scheduler(max_sessions=2)
+    value = s.metrics.registry.get_sample_value
+    assert value("streamvlm_max_sessions") == 2 and value("streamvlm_ready") == 1
+    assert value("streamvlm_queue_lag_seconds") == 0 and value("streamvlm_draining") == 0
+    a = s.open(lambda m: None)
+    s.submit_frame(a, 0.0, b"x")
+    time.sleep(0.05)
+    lag = value("streamvlm_queue_lag_seconds")
+    assert lag >= 0.05
+    time.sleep(0.05)
+    assert value("streamvlm_queue_lag_seconds") >= lag + 0.05  # it grows while the frame waits
+    s.plan()
+    assert value("streamvlm_queue_lag_seconds") == 0
+    b = s.open(lambda m: None)
+    assert s.full and value("streamvlm_ready") == 0
+    s.close(b)
+    assert value("streamvlm_ready") == 1
+    assert s.drain() == 1
+    assert value("streamvlm_ready") == 0 and value("streamvlm_draining") == 1 and s.draining
+    assert s.open(lambda m: None) is None and value("streamvlm_sessions_refused_total") == 1
+    s.submit_frame(a, 0.5, b"y")  # an open stream goes on while draining
+    assert [step.frame.time for step in s.plan()] == [0.5]

@@ -372,6 +372,20 @@ def test_client_and_narrate_server_subtitles_stdout(server, tiny_checkpoint, sho
     assert "assistant" in kinds and stream.close_code == 1000
 
 
+def test_reconnecting_client_keeps_a_stream_that_broke_the_protocol_closed(server):
+    """A reconnecting stream opens no new session after a close that names its own fault (1008 here):
+    a new session would meet it again. (Losses and drains: tests/serve/test_scale_out.py.)"""
+    from streamvlm.client import open_stream
+
+    with open_stream(server.url, reconnect=3) as stream:
+        for _ in range(64):  # MAX_ERRORS bad messages: closed with 1008
+            stream.stream.ws.send("{not json")
+        messages = list(stream.events())
+    assert stream.close_codes == [CloseCode.POLICY] and len(stream.sessions) == 1
+    assert [m.code for m in messages if m.type == "error"][:1] == ["bad_json"]
+    wait_sessions(server, 0)
+
+
 def test_slow_reader_dropped_after_write_timeout(tiny_model):
     """A client that never reads: once its socket is full, the server drops it after the write timeout."""
     import base64

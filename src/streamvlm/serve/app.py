@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import math
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from ..video import FrameSource
 
 STATIC = Path(__file__).parent / "static"
+DRAINING = "this replica is shutting down; connect again for a new session (a load balancer sends it elsewhere)"
 OPEN_PATHS = ("/", "/healthz", "/readyz", "/static/", "/favicon.ico")
 """Paths answered without the API key (the app page, health checks for load balancers)."""
 _uploads_lost = Throttled()
@@ -68,6 +70,8 @@ class ServeState:
     api_key: str | None
     metrics: ServeMetrics
     uploads: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="streamvlm-uploads-")))
+    sockets: int = 0
+    """WebSocket streams being handled (a closing one included): a drain waits for them to close."""
 
     @property
     def fps(self) -> float:
@@ -110,6 +114,7 @@ def create_app(model: StreamVLM, *, generation: GenerationConfig | None = None,
 
     app = FastAPI(title="streamvlm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serve = state
+    app.state.drain = functools.partial(drain, state)  # what serve_forever runs on SIGTERM
 
     @app.middleware("http")
     async def check_key(request: Request, call_next):
@@ -131,9 +136,9 @@ def create_app(model: StreamVLM, *, generation: GenerationConfig | None = None,
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        ready = not scheduler.full
-        return JSONResponse({"ready": ready, "sessions": scheduler.count, "max_sessions": limits.max_sessions},
-                            200 if ready else 503)
+        ready = scheduler.accepting
+        return JSONResponse({"ready": ready, "sessions": scheduler.count, "max_sessions": limits.max_sessions,
+                             "draining": scheduler.draining}, 200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics_page() -> Response:
@@ -156,8 +161,40 @@ def create_app(model: StreamVLM, *, generation: GenerationConfig | None = None,
     return app
 
 
+# ============================================================================ drain (SIGTERM)
+async def drain(state: ServeState) -> tuple[int, int]:
+    """Stop taking streams (``/readyz`` 503 at once), give the open ones ``drain_timeout`` seconds
+    to finish, then close those left (error ``draining``, close 1012) and wait, at most
+    ``write_timeout``, for their connections to close. Returns (streams open at the start, streams
+    closed at the timeout)."""
+    loop = asyncio.get_running_loop()
+    scheduler, limits = state.scheduler, state.limits
+    opened = scheduler.drain()
+    deadline = loop.time() + limits.drain_timeout
+    while scheduler.count and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    left = scheduler.streams()
+    for stream in left:
+        with contextlib.suppress(Exception):  # a client gone meanwhile: freed all the same
+            stream.emit(ErrorMessage(code=ErrorCode.DRAINING, message=DRAINING))
+            stream.emit(Close(CloseCode.SERVICE_RESTART, "draining"))
+        scheduler.close(stream)
+    deadline = loop.time() + limits.write_timeout
+    while state.sockets and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return opened, len(left)
+
+
 # ============================================================================ WebSocket
 async def _stream(ws: WebSocket, state: ServeState) -> None:
+    state.sockets += 1
+    try:
+        await _stream_session(ws, state)
+    finally:
+        state.sockets -= 1
+
+
+async def _stream_session(ws: WebSocket, state: ServeState) -> None:
     await ws.accept()
     if not _authorized(state, ws.headers, ws.query_params):
         await _refuse(ws, ErrorCode.UNAUTHORIZED, "missing or wrong API key", CloseCode.UNAUTHORIZED)
@@ -170,8 +207,11 @@ async def _stream(ws: WebSocket, state: ServeState) -> None:
 
     session = state.runner.open(emit)
     if session is None:
-        await _refuse(ws, ErrorCode.SERVER_FULL, f"{state.limits.max_sessions} streams are running; try again later",
-                      CloseCode.SERVER_FULL)
+        if state.scheduler.draining:
+            await _refuse(ws, ErrorCode.DRAINING, DRAINING, CloseCode.SERVICE_RESTART)
+        else:
+            await _refuse(ws, ErrorCode.SERVER_FULL, f"{state.limits.max_sessions} streams are running; try again "
+                                                     f"later", CloseCode.SERVER_FULL)
         return
     tasks: list[asyncio.Task] = []
     try:
@@ -428,6 +468,8 @@ async def _narrate(request: Request, state: ServeState) -> Response:
     session = state.runner.open(lambda m: loop.call_soon_threadsafe(outbox.put_nowait, m),
                                 live=False, deltas=False)
     if session is None:
+        if state.scheduler.draining:
+            return _refuse_upload(503, ErrorCode.DRAINING, DRAINING)
         return _refuse_upload(503, ErrorCode.SERVER_FULL,
                               f"{limits.max_sessions} streams are running; try again later")
     path: Path | None = None

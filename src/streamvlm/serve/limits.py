@@ -41,6 +41,9 @@ class ServeLimits:
     """Seconds a client may take to read one message (or its backlog may grow) before it is dropped (4429)."""
     stats_interval: Annotated[float, Field(gt=0, le=3600)] = 2.0
     """Seconds between the stats messages of a stream."""
+    drain_timeout: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    """Seconds the open streams get to finish after SIGTERM before they are closed (close 1012); no new
+    stream is taken from the signal on (docs/serve.md, Scale-out)."""
 
 
 MAX_PENDING_QUERIES = 64
@@ -72,6 +75,8 @@ SEEN_WHEN_HIT: dict[str, str] = {
     "idle_timeout": "`idle_timeout`, close 4408",
     "write_timeout": "close 4429 (`slow_reader` in `/metrics`)",
     "stats_interval": "(not a limit) a `stats` message at this interval",
+    "drain_timeout": "after SIGTERM: `/readyz` 503 and new streams refused (`draining`, close 1012) at once; "
+                     "streams still open at the timeout: `draining`, close 1012; then the process exits 0",
     "MAX_PENDING_QUERIES": "`bad_message` (that question is not queued); POST /v1/narrate: HTTP 422 `bad_message`",
     "QUESTIONS_PER_FRAME": "the further questions due at that frame are asked at the next frames (after a "
                            "stream's last frame, as many per step, each answered after that frame)",

@@ -11,12 +11,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ServeMetrics:
-    """Sessions, frames received / processed / dropped / rejected, frames/s, per-frame latency, queue depth."""
+    """Sessions (in use, capacity, refused), readiness and draining, frames received / processed /
+    dropped / rejected, frames/s, per-frame latency, queue depth and lag: what an autoscaler reads."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.sessions = Gauge("streamvlm_sessions", "Streams open now (WebSocket and narrate uploads)", registry=r)
+        self.capacity = Gauge("streamvlm_max_sessions", "Streams this replica takes at most (--max-sessions)",
+                              registry=r)
+        self.ready = Gauge("streamvlm_ready", "1 while a new stream would be taken (/readyz 200), else 0",
+                           registry=r)
+        self.draining = Gauge("streamvlm_draining", "1 from SIGTERM on (open streams finishing, none taken)",
+                              registry=r)
         self.sessions_refused = Counter("streamvlm_sessions_refused", "Streams refused at max-sessions", registry=r)
         self.slow_readers = Counter("streamvlm_slow_readers", "Streams dropped for not reading their messages",
                                     registry=r)
@@ -30,6 +37,8 @@ class ServeMetrics:
             "streamvlm_frame_latency_seconds", "From a frame's arrival to the end of its processing",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
         self.queue_depth = Gauge("streamvlm_queue_frames", "Frames waiting in all session queues", registry=r)
+        self.queue_lag = Gauge("streamvlm_queue_lag_seconds",
+                               "How long the oldest frame waiting in any session queue has waited", registry=r)
         self.fps = Gauge("streamvlm_frames_per_second", "Frames processed per second over the last 10 s",
                          registry=r)
         self._done: deque[float] = deque()
@@ -59,5 +68,10 @@ class ServeMetrics:
         """The value of counter ``name`` (e.g. ``frames_processed``) in this registry."""
         return self.registry.get_sample_value(f"streamvlm_{name}_total") or 0.0
 
-    def watch_queue(self, depth: Callable[[], float]) -> None:
+    def watch(self, *, capacity: int, depth: Callable[[], float], lag: Callable[[], float],
+              ready: Callable[[], float]) -> None:
+        """Read the scheduler's state at each scrape: its capacity, queue depth and lag, readiness."""
+        self.capacity.set(capacity)
         self.queue_depth.set_function(depth)
+        self.queue_lag.set_function(lag)
+        self.ready.set_function(ready)

@@ -34,7 +34,7 @@ class CloseCode(IntEnum):
     """WebSocket close codes of the server."""
 
     NORMAL = 1000
-    """The client sent ``end`` (after its last events) or the server shut down."""
+    """The client sent ``end`` (after its last events)."""
     POLICY = 1008
     """The client broke the protocol beyond repair: too many errors, or a JSON message nested deeper than
     the parser allows."""
@@ -42,6 +42,9 @@ class CloseCode(IntEnum):
     """A message larger than ``max_message_bytes``."""
     INTERNAL = 1011
     """The session failed inside the model; other sessions are not affected."""
+    SERVICE_RESTART = 1012
+    """The replica is stopping (SIGTERM, after ``drain_timeout``; or at once on a second signal or
+    Ctrl-C): connect again, and a load balancer sends the new session to another replica."""
     SERVER_FULL = 1013
     """``max_sessions`` streams are running: try again later or another replica."""
     UNAUTHORIZED = 4401
@@ -69,6 +72,7 @@ class ErrorCode:
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
     ENDED = "ended"
+    DRAINING = "draining"
     # HTTP answers ({"code", "message"})
     BAD_VIDEO = "bad_video"
     UPLOAD_TOO_LARGE = "upload_too_large"

@@ -126,7 +126,9 @@ class Scheduler:
         self._streams: dict[str, ClientStream] = {}
         self._turn: deque[str] = deque()
         self._stopped = False
-        metrics.watch_queue(self.queued_frames)
+        self._draining = False
+        metrics.watch(capacity=limits.max_sessions, depth=self.queued_frames, lag=self.queue_lag,
+                      ready=lambda: float(self.accepting))
 
     # ------------------------------------------------------------------ app side
     @property
@@ -137,6 +139,16 @@ class Scheduler:
     def full(self) -> bool:
         return len(self._streams) >= self.limits.max_sessions
 
+    @property
+    def draining(self) -> bool:
+        """Set by :meth:`drain`: no new stream is taken."""
+        return self._draining
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a new stream would be taken now (``/readyz``)."""
+        return not (self._draining or self.full)
+
     def streams(self) -> list[ClientStream]:
         """The open streams, in the order they opened."""
         with self._cond:
@@ -145,12 +157,18 @@ class Scheduler:
     def queued_frames(self) -> int:
         return sum(len(s.frames) for s in list(self._streams.values()))
 
+    def queue_lag(self) -> float:
+        """Seconds the oldest frame waiting in any stream's queue has waited (0 when none waits)."""
+        with self._cond:
+            oldest = min((s.frames[0].arrived for s in self._streams.values() if s.frames), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
     def open(self, emit: Callable[[Any], None], *, live: bool = True, deltas: bool = True,
              assistant: Callable[[], LiveAssistant] | None = None) -> ClientStream | None:
-        """A new stream, or None at ``max_sessions``. ``assistant`` makes its model side once it
+        """A new stream, or None at ``max_sessions`` or once draining. ``assistant`` makes its model side once it
         is admitted (cheap: no tensor is allocated)."""
         with self._cond:
-            if self.full:
+            if not self.accepting:
                 self.metrics.sessions_refused.inc()
                 return None
             stream = ClientStream(emit, queue_frames=self.limits.queue_frames, live=live, deltas=deltas,
@@ -220,6 +238,13 @@ class Scheduler:
         with self._cond:
             stream.ending = True
             self._cond.notify_all()
+
+    def drain(self) -> int:
+        """Take no new stream from now on (the open ones go on); returns how many are open."""
+        with self._cond:
+            self._draining = True
+            self.metrics.draining.set(1)
+            return len(self._streams)
 
     def stop(self) -> None:
         """Close every stream and wake :meth:`next_plan` (it returns None from now on)."""

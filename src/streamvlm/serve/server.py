@@ -2,16 +2,20 @@
 
 uvicorn alone keeps a connection that never finishes its request headers open forever and logs a
 traceback for every failed ``accept()``; :func:`guarded_protocol` adds a header timeout and a cap
-on open connections to its HTTP protocol, and :class:`_Server` logs accept errors once per interval.
+on open connections to its HTTP protocol, and :class:`_Server` logs accept errors once per interval
+and drains on SIGTERM (docs/serve.md, Scale-out).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from ..errors import UserError
@@ -128,8 +132,13 @@ def guarded_protocol(limits: ServeLimits) -> type:
 _ACCEPT_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-def _server(app: Any, sock: socket.socket) -> Any:
-    """A uvicorn server for ``app`` (its limits: ``app.state.serve.limits``) on ``sock``."""
+def _server(app: Any, sock: socket.socket, say: Callable[[str], None] | None = None) -> Any:
+    """A uvicorn server for ``app`` (its limits: ``app.state.serve.limits``) on ``sock``. In the main
+    thread, SIGTERM drains first (``app.state.drain``: no new stream, the open ones finish or are
+    closed within ``drain_timeout``), then stops; a second SIGTERM or Ctrl-C stops at once (open
+    streams get close 1012). ``say`` gets a line at the drain's start and end."""
+    import asyncio
+
     import uvicorn
 
     limits: ServeLimits = app.state.serve.limits
@@ -140,9 +149,31 @@ def _server(app: Any, sock: socket.socket) -> Any:
     accept_errors = Throttled()
 
     class _Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            import asyncio
+        drain_asked = False
+        draining: asyncio.Task | None = None
 
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # a signal handler: only a flag here; on_tick (the event loop) starts the drain. Not
+            # recorded as captured, so uvicorn does not raise SIGTERM again once drained (exit 0)
+            if sig == signal.SIGTERM and not (self.drain_asked or self.should_exit):
+                self.drain_asked = True
+                return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_asked and self.draining is None:
+                self.draining = asyncio.create_task(app.state.drain())
+                if say is not None:
+                    say(f"SIGTERM: draining: no new stream; the {app.state.serve.scheduler.count} open ones get "
+                        f"{limits.drain_timeout:g} s (--drain-timeout) to finish")
+            if self.draining is not None and self.draining.done() and not self.should_exit:
+                self.should_exit = True
+                opened, closed = self.draining.result()
+                if say is not None:
+                    say(f"drained: {opened - closed} of {opened} streams finished, {closed} closed (1012)")
+            return await super().on_tick(counter)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             loop = asyncio.get_running_loop()
 
             def on_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -165,9 +196,9 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def serve_forever(app: Any, sock: socket.socket) -> None:
-    """Serve until Ctrl-C / SIGTERM."""
-    _server(app, sock).run(sockets=[sock])
+def serve_forever(app: Any, sock: socket.socket, say: Callable[[str], None] | None = None) -> None:
+    """Serve until Ctrl-C, or SIGTERM and a drain (see :func:`_server`; ``say``: its lines)."""
+    _server(app, sock, say).run(sockets=[sock])
 
 
 class BackgroundServer:

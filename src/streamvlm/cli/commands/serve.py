@@ -68,7 +68,7 @@ def run(options: Options) -> int:
     print(f"streamvlm serve: open {url_of(sock)}/ (WebSocket {url_of(sock).replace('http', 'ws', 1)}/v1/stream)"
           f"{'; clients must send the API key' if key else ''}", flush=True)
     try:
-        serve_forever(app, sock)
+        serve_forever(app, sock, say=lambda line: print(f"streamvlm serve: {line}", file=sys.stderr, flush=True))
     finally:
         sock.close()
     print("streamvlm serve: stopped", file=sys.stderr, flush=True)

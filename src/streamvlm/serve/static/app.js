@@ -4,6 +4,10 @@ const $ = (id) => document.getElementById(id);
 const video = $("video"), canvas = $("canvas"), caption = $("caption"), transcript = $("transcript");
 let ws = null, session = null, timer = null, started = 0, lastTime = 0, mode = null, wanted = false;
 let delta = "", captionTimer = null, fileUrl = null;
+// A stream outlives its connection: when it is lost (its server died or stops: docs/serve.md,
+// Scale-out) a new session goes on from the next frame, on the same clock (started, lastTime), the
+// transcript kept, the instruction and the unanswered questions asked again.
+let lostCode = null, pending = [];
 
 $("key").value = localStorage.getItem("streamvlm-key") || "";
 $("key").addEventListener("change", () => localStorage.setItem("streamvlm-key", $("key").value));
@@ -31,7 +35,7 @@ function addLine(role, time, text) {
   const stamp = document.createElement("span");
   stamp.className = "time";
   stamp.textContent = `(${time.toFixed(1)}s)`;
-  li.append(stamp, `${role === "user" ? "You" : "Assistant"}: ${text}`);
+  li.append(stamp, role === "note" ? text : `${role === "user" ? "You" : "Assistant"}: ${text}`);
   transcript.append(li);
   li.scrollIntoView({ block: "nearest" });
 }
@@ -46,11 +50,22 @@ function onMessage(event) {
   const m = JSON.parse(event.data);
   if (m.type === "session") {
     session = m;
-    $("threshold").value = m.threshold;
-    $("threshold-value").textContent = Number(m.threshold).toFixed(3);
+    const threshold = Number($("threshold").value);
+    $("threshold-value").textContent = threshold.toFixed(3);
     status(`Streaming at ${m.fps} frames/s.`);
+    if (lostCode !== null) {
+      addLine("note", lastTime, `Connection lost (code ${lostCode}); a new session goes on from here.`);
+      if (threshold !== m.threshold) ws.send(JSON.stringify({ type: "config", threshold }));
+    } else {
+      $("threshold").value = m.threshold;
+      $("threshold-value").textContent = Number(m.threshold).toFixed(3);
+    }
     const instruction = $("instruction").value.trim();
-    if (instruction) ws.send(JSON.stringify({ type: "query", time: 0, text: instruction }));
+    if (instruction) ws.send(JSON.stringify({ type: "query", time: lastTime, text: instruction }));
+    for (const q of pending) {
+      ws.send(JSON.stringify({ type: "query", time: Math.max(q.time, lastTime), text: q.text }));
+    }
+    lostCode = null;
     startCapture();
   } else if (m.type === "assistant_delta") {
     delta += m.delta;
@@ -61,6 +76,8 @@ function onMessage(event) {
     addLine("assistant", m.time, m.text);
     speak(m.text);
   } else if (m.type === "user") {
+    const asked = pending.findIndex((q) => q.text === m.text);
+    if (asked >= 0) pending.splice(asked, 1);
     addLine("user", m.time, m.text);
   } else if (m.type === "stats") {
     $("stats").textContent = `frames/s ${m.fps.toFixed(1)} | latency ${m.latency_ms.toFixed(0)} ms | ` +
@@ -87,9 +104,10 @@ function connect() {
     else if (event.code === 4401) status("Wrong or missing API key.", true);
     else if (event.code === 1000 && !wanted) status("Stream ended.");
     else if (wanted) {
+      lostCode = event.code;
       status(`Disconnected (code ${event.code}); reconnecting...`, true);
       $("reconnect").hidden = false;
-      setTimeout(() => { if (wanted && !ws) connect(); }, 2000);
+      setTimeout(() => { if (wanted && !ws) connect(); }, 1000 + 500 * Math.random());
     }
   };
   ws.onerror = () => status("Cannot reach the server.", true);
@@ -104,8 +122,6 @@ function setControls(on) {
 
 function startCapture() {
   clearInterval(timer);
-  started = performance.now();
-  lastTime = 0;
   timer = setInterval(sendFrame, 1000 / session.fps);
 }
 
@@ -166,6 +182,10 @@ async function openFile(file) {
 function begin() {
   wanted = true;
   transcript.textContent = "";
+  started = performance.now();
+  lastTime = 0;
+  lostCode = null;
+  pending = [];
   if (ws) ws.close(1000);
   status("Connecting...");
   connect();
@@ -187,7 +207,9 @@ $("ask").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("question").value.trim();
   if (!text || !ws || ws.readyState !== WebSocket.OPEN) return;
-  ws.send(JSON.stringify({ type: "query", time: streamTime(), text }));
+  const time = streamTime();
+  pending.push({ time, text });
+  ws.send(JSON.stringify({ type: "query", time, text }));
   $("question").value = "";
 });
 $("threshold").addEventListener("input", () => {

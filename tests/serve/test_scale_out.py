@@ -457,7 +457,7 @@ def test_killed_replica_clients_reconnect_others_untouched(cluster, short_clip, 
             victim = victim or where
             streams.append((Sender(stream).begin(), where))
         deadline = time.monotonic() + 20
-        while not all(s.replied() for s, _ in streams):  # each has replies before the kill
+        while not all(s.replied() and s.sent >= 3 for s, _ in streams):  # replies and frames past 0 s before the kill
             assert time.monotonic() < deadline, "no reply"
             time.sleep(0.05)
         victim.proc.kill()

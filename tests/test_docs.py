@@ -423,8 +423,11 @@ def _text_block(doc: str, start: int, lines: list[str]) -> list[Command]:
     """Recorded runs (``$ streamvlm ...`` + output) and listed commands of a non-shell block."""
     commands: list[Command] = []
     current: Command | None = None
+    exported: dict[str, str] = {}
     for number, line in _logical_lines(lines, start):
-        if line.startswith("$ "):
+        if (export := EXPORT.match(line)) is not None and current is None:
+            exported[export["name"]] = export["value"]
+        elif line.startswith("$ "):
             tokens, code = _shell_tokens(line[2:])
             current = _classify(doc, number, tokens, line[2:].strip())
             current.expected_output = []
@@ -436,13 +439,16 @@ def _text_block(doc: str, start: int, lines: list[str]) -> list[Command]:
             if line.startswith("streamvlm: error:"):
                 current.expected_code = 2
         elif (listed := LISTED.match(line)) is not None:
-            env = dict(item.split("=", 1) for item in listed["env"].split())
+            env = exported | dict(item.split("=", 1) for item in listed["env"].split())
             commands.append(Command(doc, number, line.strip(), "flags", listed["args"].split(), env=env))
     return commands
 
 
 LISTED = re.compile(r"^(?P<env>(?:[A-Z_][A-Z0-9_]*=\S+ )*)streamvlm (?P<args>.*)$")
 """A listed (not run) command line: ``[NAME=VALUE ...] streamvlm ARGS``."""
+
+EXPORT = re.compile(r"^export (?P<name>[A-Z_][A-Z0-9_]*)=(?P<value>\S+)$")
+"""A listed ``export NAME=VALUE`` line: the variable is set for the block's later listed commands."""
 
 
 ALL = [c for doc in DOCS for c in extract(doc)]

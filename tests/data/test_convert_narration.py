@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from streamvlm.data.convert.narration import NarrationOptions, clean_narration, convert_narration, load_refined
+from streamvlm.data.convert.narration import (
+    ACKNOWLEDGEMENT,
+    NarrationOptions,
+    clean_narration,
+    convert_narration,
+    load_refined,
+)
 from streamvlm.data.convert.templates import NARRATION_INSTRUCTIONS
 from streamvlm.data.formats import read_narration
 
@@ -114,3 +120,43 @@ def test_seeded_instruction_from_the_library(tmp_path):
     others = [[r.conversation[2].content for r in convert_narration(videos, NarrationOptions(seed=s))]
               for s in range(2, 6)]
     assert any(o != first for o in others)
+
+
+def test_idle_start_asks_at_the_window_start_and_learns_the_silence_before_the_first_narration(tmp_path):
+    records = convert(tmp_path, idle_start=1.0)
+    # vid_b's first narration is at 2.0 s (frame 4): asked at frame 0, acknowledged, then 4 silent
+    # frames learned up to the narration's frame.
+    assert records[3]["start"] == 0.0 and records[3]["conversation"][1:] == [
+        {"role": "stream", "num_frames": 1, "time": 0.0},
+        {"role": "user", "content": INSTR, "time": 0.0},
+        {"role": "assistant", "content": ACKNOWLEDGEMENT, "time": 0.0, "learn": True},
+        {"role": "stream", "num_frames": 4, "time": 0.5, "learn": True},
+        {"role": "assistant", "content": "C stands.", "time": 2.0, "learn": True},
+        {"role": "stream", "num_frames": 7, "time": 2.5, "learn": True},
+        {"role": "assistant", "content": "C sits.", "time": 5.5, "learn": True},
+    ]
+    # the second window of vid_a starts at 300 s and its narration is at 301 s: asked at 300 s
+    assert records[1]["start"] == 300.0 and records[1]["conversation"][2]["time"] == 300.0
+    # a narration on the window's first frame leaves nothing to wait for: asked there, as before
+    assert records[2]["conversation"][1:4] == [
+        {"role": "stream", "num_frames": 1, "time": 0.0},
+        {"role": "user", "content": INSTR, "time": 0.0},
+        {"role": "assistant", "content": "C walks.", "time": 0.0, "learn": True},
+    ]
+
+
+def test_idle_start_share_is_seeded_and_leaves_the_rest_unchanged(tmp_path):
+    path = tmp_path / "narration.json"
+    notes = {f"v{i}": {"narration_pass_1": {"narrations": [
+        {"timestamp_sec": 5.0, "timestamp_frame": 150, "narration_text": "#C C sits", "annotation_uid": f"u{i}"}]}}
+        for i in range(40)}
+    path.write_text(json.dumps(notes))
+    videos = read_narration(path)
+    plain = [r.to_dict() for r in convert_narration(videos, NarrationOptions(seed=3))]
+    half = [r.to_dict() for r in convert_narration(videos, NarrationOptions(seed=3, idle_start=0.5))]
+    assert half == [r.to_dict() for r in convert_narration(videos, NarrationOptions(seed=3, idle_start=0.5))]
+    asked_early = [h["start"] == 0.0 for h in half]
+    assert 10 <= sum(asked_early) <= 30
+    assert all(h == p for h, p, early in zip(half, plain, asked_early) if not early)
+    assert all(h["conversation"][2]["content"] == p["conversation"][2]["content"]  # the same instruction
+               for h, p in zip(half, plain))

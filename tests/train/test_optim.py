@@ -44,3 +44,14 @@ def test_constant_schedule():
     param = torch.nn.Parameter(torch.zeros(2, 2))
     scheduler = make_scheduler(make_optimizer([param], lr=0.5, weight_decay=0.0), 0.25, 8, "constant")
     assert lrs(scheduler, 6) == pytest.approx([0.0, 0.25, 0.5, 0.5, 0.5, 0.5])
+
+
+def test_own_learning_rate_for_some_parameters_follows_the_same_schedule():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    optimizer = make_optimizer(model.parameters(), lr=0.1, weight_decay=0.01, own_lr=(model[1].parameters(), 0.5))
+    groups = [(tuple(p.shape for p in g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+    assert groups == [(((3, 4),), 0.1, 0.01), (((3,),), 0.1, 0.0), (((2, 3),), 0.5, 0.01), (((2,),), 0.5, 0.0)]
+    scheduler = make_scheduler(optimizer, 0.5, 4)
+    scheduler.optimizer.step()
+    scheduler.step()  # halfway through the warmup: every rate at half its peak
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.05, 0.25, 0.25])

@@ -147,3 +147,28 @@ def test_malformed_data_fails_before_the_model_loads(tmp_path, synth_data, monke
     cfg = load_train_config(None, tiny_overrides(synth_data, tmp_path / "out"))
     with pytest.raises(Exception, match="train.jsonl.*video"):
         train(cfg)
+
+
+def test_tokenizer_corpus_and_connector_learning_rate(tmp_path, synth_data, monkeypatch):
+    """A first stage can train on other data than the one its tokenizer learns from
+    (``tokenizer.corpus``), and the connector can learn at its own rate (``optim.connector_lr``)."""
+    import streamvlm.train.recipe as recipe
+
+    corpus = tmp_path / "corpus.jsonl"
+    lines = Path(synth_data["train"]).read_text().splitlines()
+    corpus.write_text("\n".join(line.replace("pick up", "juggle") for line in lines) + "\n")
+    seen, train_tokenizer = [], recipe.train_tokenizer
+    monkeypatch.setattr(recipe, "train_tokenizer",
+                        lambda texts, size: seen.extend(texts) or train_tokenizer(texts, size))
+    cfg = load_train_config(None, tiny_overrides(synth_data, tmp_path / "stage", **{
+        "optim.max_steps": 1, "tokenizer.corpus": str(corpus), "optim.connector_lr": 0.02}))
+    runner = recipe.TrainingRecipe(cfg)
+    runner.setup()
+    said = " ".join(seen)
+    assert "You juggle the cup." in said and "pick up" not in said  # the corpus's texts, not data.train's
+    connector = {id(p) for p in runner.unwrapped.connector.parameters()}
+    rates = {id(p): g["initial_lr"] for g in runner.optimizer.param_groups for p in g["params"]}
+    assert {rates[i] for i in connector} == {0.02} and set(rates.values()) == {0.02, 3e-3}
+    with pytest.raises(ConfigError, match="tokenizer.corpus"):
+        load_train_config(None, tiny_overrides(synth_data, tmp_path / "x", **{
+            "tokenizer.corpus": str(tmp_path / "missing.jsonl")})).check_paths()

@@ -1,7 +1,7 @@
 """Building the embedded default model (:mod:`streamvlm.model.default`) from scratch.
 
 :func:`build_default_model` runs the library's pipeline steps (synth -> refine -> convert ->
-pretrain-tower -> encode -> train tiny-synth over the frozen tower's features,
+pretrain-tower -> encode -> align -> train tiny-synth over the frozen tower's features,
 :mod:`streamvlm.experiments.steps`) and saves a ``save_pretrained`` folder; see
 ``docs/default-model.md``.
 """
@@ -50,6 +50,12 @@ class BuildOptions:
     about 13k tokens) made training steps take 30-80 s on one CPU thread."""
     idle_max: Annotated[float, Field(ge=3, le=3600)] = 120.0
     """Longest idle stretch of the live-like training videos, in seconds."""
+    align_steps: Annotated[int, Field(ge=0, le=1_000_000)] = 300
+    """Steps of the connector-alignment stage before the streaming one (batches of 64 frame ->
+    narration samples of the training world, docs/default-model.md); 0: none."""
+    idle_start: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Share of the training narration dialogues asked to narrate at their start, before the
+    first narration (acknowledged, then silent until it), as a stream is asked at 0 s."""
 
 
 def build_default_model(work_dir: str | Path, out_dir: str | Path, options: BuildOptions | None = None,
@@ -75,16 +81,19 @@ def build_default_model(work_dir: str | Path, out_dir: str | Path, options: Buil
     heldout_world = steps.make_world(work / "world-heldout", opt.heldout_videos, opt.seed + 1, "test",
                                      duration=opt.duration, size=opt.size)
     train_file = work / "train.jsonl"
-    steps.mix_lines(steps.world_conversations(train_world, opt.seed, livechat_split="train", progress=progress),
-                    train_file, opt.seed)
+    steps.mix_lines(steps.world_conversations(train_world, opt.seed, livechat_split="train", idle_start=opt.idle_start,
+                                              progress=progress), train_file, opt.seed)
     steps.world_conversations(heldout_world, opt.seed + 1, livechat_split="test", progress=progress)
     tower = steps.frozen_tower(train_world, heldout_world, work / "tower", epochs=opt.tower_epochs,
                                fresh_layouts=opt.tower_layouts, progress=progress)
     features = steps.extract_features(tower, train_world, work / "features-train", progress=progress)
     steps.extract_features(tower, heldout_world, work / "features-heldout", progress=progress)
     run = work / "run"
-    steps.train_run("tiny-synth", [f"data.train={train_file}", "data.val=null",
-                                   *steps.frozen_tower_overrides(tower, features), f"output_dir={run}",
+    model = steps.frozen_tower_overrides(tower, features)
+    if opt.align_steps:
+        aligned = steps.aligned_model(train_world, features, tower, train_file, work / "align", steps=opt.align_steps)
+        model = steps.aligned_overrides(aligned, features)
+    steps.train_run("tiny-synth", [f"data.train={train_file}", "data.val=null", *model, f"output_dir={run}",
                                    f"optim.max_steps={opt.max_steps}", "save_every=100", "resume=true"])
     final = latest_checkpoint(run)
     if final is None:

@@ -30,18 +30,20 @@ def make_world(folder: Path, videos: int, seed: int, split: str, *, duration: fl
     return folder
 
 
-def world_conversations(world: Path, seed: int, *, livechat_split: str | None = None,
+def world_conversations(world: Path, seed: int, *, livechat_split: str | None = None, idle_start: float = 0.0,
                         progress: bool = True) -> list[Path]:
-    """The narration conversations of a world (narrations rule-refined to "You ..."), and with
-    ``livechat_split`` its live-chat conversations from ``goalstep_<split>.json``; written inside
-    the world folder. Returns the JSONL files."""
+    """The narration conversations of a world (narrations rule-refined to "You ..."; ``idle_start``
+    of them asked at their window's start, before the first narration), and with ``livechat_split``
+    its live-chat conversations from ``goalstep_<split>.json``; written inside the world folder.
+    Returns the JSONL files."""
     from ..data.convert.files import ConvertOptions, convert_file
     from ..data.generate.narration import refine_file
 
     notes = world / "annotations" / "narration.json"
     refine_file(notes, world / "refined.json", None, progress=progress)
     convert_file(ConvertOptions(kind="narration", annotations=notes, videos_root=world / "videos",
-                                out=world / "narration.jsonl", refined=world / "refined.json", seed=seed),
+                                out=world / "narration.jsonl", refined=world / "refined.json", seed=seed,
+                                idle_start=idle_start),
                  progress=progress)
     files = [world / "narration.jsonl"]
     if livechat_split is not None:
@@ -97,6 +99,36 @@ def frozen_tower_overrides(tower: str | Path, features: str | Path) -> list[str]
     encoder ``tower``, kept frozen (and saved inside the trained model)."""
     return ["data.videos=null", f"data.features={features}", f"model.config.vision.name_or_path={tower}",
             "model.config.vision.tower_config=null", "model.train_vision=false"]
+
+
+def aligned_model(world: Path, features: Path, tower: Path, corpus: Path, out: Path, *, steps: int) -> Path:
+    """The connector-alignment stage (:mod:`streamvlm.train.align`): ``tiny-synth`` over the frozen
+    ``tower``'s ``features`` of ``world``, trained ``steps`` steps of 64 frame -> narration samples,
+    its tokenizer learned from ``corpus`` (the streaming stage's conversations, so both stages
+    share it). Returns its last checkpoint (``out`` resumes a partial run)."""
+    from ..data.convert.timeline import CONVERSATION_FPS
+    from ..errors import UserError
+    from ..train.align import write_alignment
+    from ..train.state import latest_checkpoint
+
+    samples = world / "alignment.jsonl"
+    if not samples.is_file():
+        write_alignment(world, samples, CONVERSATION_FPS)
+    train_run("tiny-synth", [f"data.train={samples}", "data.val=null", f"tokenizer.corpus={corpus}",
+                             *frozen_tower_overrides(tower, features), f"output_dir={out}",
+                             "optim.batch_size=64", "optim.grad_accum=1", f"optim.max_steps={steps}",
+                             "save_every=100", "resume=true"])
+    final = latest_checkpoint(out)
+    if final is None:
+        raise UserError(f"{out}: the alignment stage wrote no checkpoint")
+    return final
+
+
+def aligned_overrides(aligned: str | Path, features: str | Path) -> list[str]:
+    """Training-config overrides that continue the model of the alignment stage (its tokenizer and
+    frozen tower) over ``features``."""
+    return ["data.videos=null", f"data.features={features}", "model.config=null", f"model.init_from={aligned}",
+            "tokenizer.path=null", "model.train_vision=false"]
 
 
 def train_run(recipe: str, overrides: list[str]) -> Path:

@@ -73,6 +73,9 @@ class TokenizerSection:
     id or folder; or ``"train"``: a byte-level BPE trained on the training conversations' texts."""
     vocab_size: Annotated[int, Field(ge=300, le=1_000_000)] = 512
     """Vocabulary size of a trained BPE (``path = "train"``; at least 300: bytes + specials)."""
+    corpus: str | None = None
+    """With ``path = "train"``: the conversation JSONL whose texts the BPE is trained on (default:
+    ``data.train``), e.g. the streaming dialogues when a first stage trains on other data."""
 
 
 @settings
@@ -129,6 +132,8 @@ class OptimSection:
     """Fraction of the optimizer steps spent warming the learning rate up from 0."""
     schedule: Literal["cosine", "constant"] = "cosine"
     """Learning rate after the warmup: cosine decay to zero, or constant."""
+    connector_lr: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Peak learning rate of the connector (default: ``lr``), with the same warmup and decay."""
     max_grad_norm: PositiveFloat | None = 1.0
     """Clip the gradient norm (``None``: no clipping)."""
     grad_accum: PositiveInt = 1
@@ -217,6 +222,7 @@ class TrainConfig:
         for name, value, folder in (("data.train", data.train, False), ("data.val", data.val, False),
                                     ("data.features", data.features, True), ("data.videos", data.videos, True),
                                     ("deepspeed", self.deepspeed, False),
+                                    ("tokenizer.corpus", self.tokenizer.corpus, False),
                                     ("model.init_from", self.model.init_from, True)):
             if value is None:
                 continue

@@ -18,14 +18,20 @@ Schedule = Literal["cosine", "constant"]
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float,
-                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW over the parameters that require grad: two groups, ``weight_decay`` on matrices
-    (``dim >= 2``), none on biases and norms."""
+                   betas: tuple[float, float] = (0.9, 0.999), *,
+                   own_lr: tuple[Iterable[torch.nn.Parameter], float] | None = None) -> torch.optim.AdamW:
+    """AdamW over the parameters that require grad: ``weight_decay`` on matrices (``dim >= 2``),
+    none on biases and norms. ``own_lr`` ``(parameters, rate)`` gives those parameters their own
+    learning rate (e.g. the connector's), scheduled as the others are."""
     params = [p for p in params if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    special = {id(p) for p in own_lr[0]} if own_lr is not None else set()
+    groups = []
+    for chosen, rate in (([p for p in params if id(p) not in special], lr),
+                         ([p for p in params if id(p) in special], own_lr[1] if own_lr else lr)):
+        groups += [{"params": [p for p in chosen if p.dim() >= 2], "weight_decay": weight_decay, "lr": rate},
+                   {"params": [p for p in chosen if p.dim() < 2], "weight_decay": 0.0, "lr": rate}]
+        if own_lr is None:
+            break  # two groups, as optimizer states saved before own_lr existed hold
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
 
 

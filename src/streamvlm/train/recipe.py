@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.collate import Batch, collate
-from ..data.jsonl import ConversationRecord
+from ..data.jsonl import ConversationRecord, read_jsonl
 from ..errors import ConfigError, UserError
 from ..model.checkpoint import load_pretrained, save_pretrained
 from ..model.language_model import apply_lora
@@ -84,7 +84,8 @@ def build_model(cfg: TrainConfig, records: list[ConversationRecord], resume_from
             t = config.template
             pieces = [t.system_prompt, t.user_open, t.assistant_open, t.stream_open + t.stream_close,
                       config.interval_token]
-            tokenizer = train_tokenizer(training_texts(records) + pieces, cfg.tokenizer.vocab_size)
+            corpus = read_jsonl(cfg.tokenizer.corpus) if cfg.tokenizer.corpus else records
+            tokenizer = train_tokenizer(training_texts(corpus) + pieces, cfg.tokenizer.vocab_size)
         elif cfg.tokenizer.path is not None:
             from transformers import AutoTokenizer
 
@@ -210,7 +211,9 @@ class TrainingRecipe:
         torch.manual_seed(cfg.seed + self.rank)
         model = build_model(cfg, records, self.resume_from)
         self._setup_data(model)
-        optimizer = make_optimizer(model.parameters(), cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas)
+        own_lr = (model.connector.parameters(), cfg.optim.connector_lr) if cfg.optim.connector_lr else None
+        optimizer = make_optimizer(model.parameters(), cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
+                                   own_lr=own_lr)
         self.scheduler = make_scheduler(optimizer, cfg.optim.warmup_ratio, self.total_steps, cfg.optim.schedule)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.unwrapped: StreamVLM = self.accelerator.unwrap_model(self.model)

@@ -23,6 +23,7 @@ from ...settings import Arg, PositiveInt, Probability, settings
 from ..generate.options import BackendOptions
 from ..jsonl import ConversationRecord
 from .benchmarks import COIN_BENCHMARKS
+from .narration import ACKNOWLEDGEMENT
 from .timeline import CONVERSATION_FPS, ConversationFps, VideoPattern
 
 Kind = Literal["narration", "livechat", "coin", "lta"]
@@ -64,6 +65,11 @@ class ConvertOptions:
     """narration: user instruction of every dialogue (default: one of the library's, seeded)."""
     window: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     """narration: seconds of video per dialogue."""
+    idle_start: Probability = 0.0
+    """narration: share of dialogues asked at their window's start, before the first narration,
+    and answered there with --acknowledgement."""
+    acknowledgement: str = ACKNOWLEDGEMENT
+    """narration: the answer to an instruction asked before the first narration (--idle-start)."""
     max_questions: Annotated[PositiveInt, Field(le=100)] = 3
     """livechat: at most this many user questions per video."""
     wrong_reply_prob: Probability = 0.0
@@ -112,7 +118,8 @@ def _records(options: ConvertOptions) -> Iterable[ConversationRecord]:
         refined = load_refined(options.refined) if options.refined else None
         narration = NarrationOptions(fps=options.fps, window=options.window, system_prompt=system,
                                      instruction=options.instruction, seed=options.seed,
-                                     video_pattern=options.video_pattern)
+                                     video_pattern=options.video_pattern, idle_start=options.idle_start,
+                                     acknowledgement=options.acknowledgement)
         return convert_narration(read_narration(options.annotations), narration, refined)
     if options.kind == "livechat":
         from ..generate.options import make_backend

@@ -24,12 +24,15 @@ from pydantic import Field
 from ...jsonfiles import read_json
 from ...model.config import UPSTREAM_SYSTEM_PROMPT
 from ...model.conversation import Turn
-from ...settings import settings
+from ...settings import Probability, settings
 from ..formats.ego4d import Narration, NarrationVideo
 from ..formats.fields import Record
 from ..jsonl import ConversationRecord
 from .templates import NARRATION_INSTRUCTIONS
 from .timeline import CONVERSATION_FPS, ConversationFps, VideoPattern, fill_streams, frame_at, frame_time
+
+ACKNOWLEDGEMENT = "Sure, I will narrate what you do."
+"""The answer to a narration instruction asked before anything is narrated (``idle_start``)."""
 
 _TAGS = re.compile(r"#\s*(?:unsure|c|o)\b|@c\b|#", re.IGNORECASE)
 
@@ -52,6 +55,13 @@ class NarrationOptions:
     """Video path relative to the data root."""
     min_words: Annotated[int, Field(ge=0)] = 2
     """Narrations with fewer words after cleaning (e.g. a bare ``#unsure``) are dropped."""
+    idle_start: Probability = 0.0
+    """Share of dialogues (seeded) asked at their window's first frame instead of at their first
+    narration, when that comes later: the instruction is answered there with ``acknowledgement``
+    and the frames up to the first narration learn to stay silent, as a stream asked to narrate
+    before anything happens needs."""
+    acknowledgement: str = ACKNOWLEDGEMENT
+    """The answer to an instruction asked before the first narration (``idle_start``)."""
 
 
 def clean_narration(text: str, min_words: int = 2) -> str | None:
@@ -117,9 +127,15 @@ def convert_narration(videos: Sequence[NarrationVideo], options: NarrationOption
                 groups = _by_frame(items, opt.fps)
                 first = groups[0][0]
                 events = []
-                for j, (frame, text) in enumerate(groups):
+                asked = frame_at(index * opt.window, opt.fps)
+                if opt.idle_start and asked < first and rng.random() < opt.idle_start:
+                    first = asked
+                    events.append((asked, [Turn("user", instruction, frame_time(asked, opt.fps)),
+                                           Turn("assistant", opt.acknowledgement, frame_time(asked, opt.fps),
+                                                learn=True)]))
+                for frame, text in groups:
                     said = [Turn("assistant", text, frame_time(frame, opt.fps), learn=True)]
-                    if j == 0:
+                    if not events:
                         said.insert(0, Turn("user", instruction, frame_time(frame, opt.fps)))
                     events.append((frame, said))
                 turns = [Turn("system", opt.system_prompt)] + fill_streams(events, first, opt.fps, learn_first=False)

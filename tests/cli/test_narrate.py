@@ -90,3 +90,44 @@ def test_damaged_frames_are_skipped_and_counted(cli, tiny_checkpoint, shared_vid
     assert result.code == 0, result.err
     frames, dropped, damaged = summary(result)
     assert frames > 0 and dropped == 0 and damaged > 0
+
+
+def _camera_clip(path: Path) -> Path:
+    """A 2-second 64-pixel h264 video that no synthetic world wrote (no tag in its container)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(4))
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i in range(8):
+            image = np.full((64, 64, 3), 25 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_embedded_model_says_once_what_it_knows_on_footage_it_does_not_know(cli, short_clip, tmp_path):
+    from streamvlm.data.synth.marker import EMBEDDED_MODEL_NOTE
+
+    note = f"streamvlm: {EMBEDDED_MODEL_NOTE}"
+    other = _camera_clip(tmp_path / "camera.mp4")
+    for argv in (("narrate", other), ("demo", "--video", other)):
+        result = cli(*argv, "--no-progress", "--max-new-tokens", "2")
+        assert result.code == 0, result.err
+        assert result.err.splitlines().count(note) == 1 and note not in result.out, argv
+    result = cli("narrate", short_clip, "--no-progress", "--max-new-tokens", "2")  # the world's own video
+    assert result.code == 0 and EMBEDDED_MODEL_NOTE not in result.err + result.out
+
+
+def test_a_model_of_ones_own_gets_no_note(cli, tiny_checkpoint, tmp_path):
+    from streamvlm.data.synth.marker import EMBEDDED_MODEL_NOTE
+
+    result = cli("narrate", _camera_clip(tmp_path / "camera.mp4"), "--model", tiny_checkpoint, "--no-progress",
+                 "--max-new-tokens", "1")
+    assert result.code == 0 and EMBEDDED_MODEL_NOTE not in result.err + result.out

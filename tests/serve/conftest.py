@@ -19,13 +19,13 @@ def tiny_model(tiny_checkpoint):  # noqa: F811
     return load_model(ModelSource(model=str(tiny_checkpoint), device="cpu"))
 
 
-def _server(model, api_key=None, send_buffer=None, generation=None, **limits):
+def _server(model, api_key=None, send_buffer=None, generation=None, note=None, **limits):
     from streamvlm.serve.app import create_app
     from streamvlm.serve.limits import ServeLimits
     from streamvlm.serve.server import BackgroundServer
 
     lim = ServeLimits(**{**LIMITS, **limits})
-    return BackgroundServer(create_app(model, generation=generation, limits=lim, api_key=api_key),
+    return BackgroundServer(create_app(model, generation=generation, limits=lim, api_key=api_key, note=note),
                             send_buffer=send_buffer)
 
 
@@ -38,4 +38,14 @@ def server(tiny_model):
 @pytest.fixture(scope="session")
 def keyed_server(tiny_model):
     with _server(tiny_model, api_key=KEY) as running:
+        yield running
+
+
+NOTE = "note: this model knows only the synthetic world"
+
+
+@pytest.fixture(scope="session")
+def noted_server(tiny_model):
+    """A server whose session messages carry a note about its model (as the embedded model's do)."""
+    with _server(tiny_model, note=NOTE) as running:
         yield running

@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 
+from .conftest import NOTE  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -32,7 +34,8 @@ def write_y4m(clip: Path, out: Path, seconds: float = 6.0) -> Path:
     return out
 
 
-def test_browser_app_captions_and_question(server, short_clip, tmp_path):
+def test_browser_app_captions_and_question(noted_server, short_clip, tmp_path):
+    server = noted_server
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -45,7 +48,10 @@ def test_browser_app_captions_and_question(server, short_clip, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 700})
             page.goto(server.url + "/")
+            assert page.is_hidden("#note")  # nothing said before the server speaks
             page.click("#camera")
+            page.wait_for_function("!document.querySelector('#note').hidden", timeout=30_000)
+            assert page.text_content("#note") == NOTE  # the server's note about its model, shown once
             page.wait_for_function("document.querySelector('#transcript li.assistant') !== null", timeout=60_000)
             page.wait_for_function("document.querySelector('#caption').textContent.trim().length > 0",
                                    timeout=30_000)

@@ -63,6 +63,7 @@ def test_stream_and_upload_match_narrate(server, tiny_model, tiny_checkpoint, sh
     with connect(server.ws_url + "/v1/stream") as ws:
         session = SERVER_MESSAGE.validate_json(ws.recv(timeout=10))
         assert session.type == "session" and session.version == 1 and session.fps > 0
+        assert session.note is None  # a model of one's own: nothing to say about it
         ws.send(json.dumps({"type": "config", "drop_frames": False}))  # lossless, as narrate on a file
         ws.send(json.dumps({"type": "query", "time": 0, "text": "Please concisely narrate the video in real time."}))
         ws.send(json.dumps({"type": "query", "time": 2.5, "text": "What now?"}))
@@ -413,3 +414,11 @@ def test_slow_reader_dropped_after_write_timeout(tiny_model):
         finally:
             raw.close()
         assert "streamvlm_slow_readers_total 1.0" in httpx.get(slow_server.url + "/metrics").text
+
+
+def test_narrate_server_prints_the_servers_note_once(noted_server, short_clip, cli):
+    from .conftest import NOTE
+
+    remote = cli("narrate", short_clip, "--server", noted_server.url, "--no-progress", "--max-new-tokens", "1")
+    assert remote.code == 0, remote.err
+    assert remote.err.splitlines().count(f"streamvlm: server: {NOTE}") == 1 and NOTE not in remote.out

@@ -80,18 +80,23 @@ def test_bench_serve(cli):
     assert report["latency_p99_ms"] >= report["latency_p50_ms"] > 0
 
 
-def test_serve_command_prints_its_url_and_stops_on_sigint(tiny_checkpoint):
+def test_serve_command_prints_its_url_and_stops_on_sigint():
+    """With the embedded model (no --model), the console and every session message also say, once,
+    that it knows only the synthetic world (the browser app shows the message's note)."""
     pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    import json
     import signal
     import subprocess
     import sys
     import time
 
     import httpx
+    from websockets.sync.client import connect
 
-    proc = subprocess.Popen([sys.executable, "-m", "streamvlm.cli", "serve", "--model", str(tiny_checkpoint),
-                             "--device", "cpu", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    from streamvlm.data.synth.marker import EMBEDDED_MODEL_NOTE
+
+    proc = subprocess.Popen([sys.executable, "-m", "streamvlm.cli", "serve", "--device", "cpu", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith("streamvlm serve: open http://127.0.0.1:"), line + proc.stderr.read()
@@ -105,8 +110,11 @@ def test_serve_command_prints_its_url_and_stops_on_sigint(tiny_checkpoint):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert httpx.get(url + "/readyz").status_code == 200
+        with connect(url.replace("http", "ws", 1) + "/v1/stream") as ws:
+            assert json.loads(ws.recv(timeout=30))["note"] == EMBEDDED_MODEL_NOTE
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) in (0, 130)
+        assert proc.stderr.read().splitlines().count(f"streamvlm serve: {EMBEDDED_MODEL_NOTE}") == 1
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -145,3 +153,4 @@ def test_serve_raises_its_open_file_limit():
     first, second = out.splitlines()
     assert first == "None True"
     assert second.startswith("only 256 files may be open") and "--max-connections 1000" in second
+

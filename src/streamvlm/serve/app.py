@@ -72,6 +72,8 @@ class ServeState:
     uploads: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="streamvlm-uploads-")))
     sockets: int = 0
     """WebSocket streams being handled (a closing one included): a drain waits for them to close."""
+    note: str | None = None
+    """A line about the model, sent in every session message."""
 
     @property
     def fps(self) -> float:
@@ -91,9 +93,10 @@ def _authorized(state: ServeState, headers: Any, params: Any) -> bool:
 
 def create_app(model: StreamVLM, *, generation: GenerationConfig | None = None,
                stream: StreamOptions | None = None, limits: ServeLimits | None = None,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, note: str | None = None) -> FastAPI:
     """The app serving ``model`` (already loaded); its model runner's thread runs while the app
-    runs. ``api_key`` follows the rule of :func:`~.limits.check_access` (UserError otherwise)."""
+    runs. ``api_key`` follows the rule of :func:`~.limits.check_access` (UserError otherwise).
+    ``note``: a line about the model every session message carries (the embedded model's)."""
     if api_key is not None:
         check_access("127.0.0.1", api_key, where="api_key")
     limits = limits or ServeLimits()
@@ -101,7 +104,7 @@ def create_app(model: StreamVLM, *, generation: GenerationConfig | None = None,
     setup = resolve_stream(model, stream, generation)
     scheduler = Scheduler(limits, metrics)
     runner = ModelRunner(setup, scheduler, limits=limits, metrics=metrics, fit=frame_fit(model))
-    state = ServeState(scheduler, runner, setup, limits, api_key, metrics)
+    state = ServeState(scheduler, runner, setup, limits, api_key, metrics, note=note)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -222,7 +225,8 @@ async def _stream_session(ws: WebSocket, state: ServeState) -> None:
             threshold=session.assistant.session.threshold,
             limits=Limits(max_message_bytes=limits.max_message_bytes, max_image_pixels=limits.max_image_pixels,
                           max_query_chars=limits.max_query_chars, queue_frames=limits.queue_frames,
-                          idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout)).model_dump_json())
+                          idle_timeout=limits.idle_timeout, write_timeout=limits.write_timeout),
+            note=state.note).model_dump_json(exclude={"note"} if state.note is None else None))
         tasks = [asyncio.create_task(_reader(ws, state, session, outbox)),
                  asyncio.create_task(_writer(ws, state, outbox)),
                  asyncio.create_task(_stats(state, session, outbox))]

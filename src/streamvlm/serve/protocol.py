@@ -158,6 +158,9 @@ class SessionMessage(_Message):
     the frame is resized once. None (older servers): ``frame_side`` is only an upper bound."""
     threshold: float
     limits: Limits
+    note: str | None = None
+    """One line about the model to show the user, once (the embedded model's: it knows only the
+    synthetic world, and what to use for real footage); None: nothing to say."""
 
 
 class UserMessage(_Message):

@@ -113,6 +113,10 @@ def _narrate_video(model: StreamVLM, options: Options) -> int:
     from ...engine.narration import expected_frames, open_for
     from ...engine.options import TimedQuery
 
+    if options.model.model is None:
+        from .narrate import say_embedded_note
+
+        say_embedded_note(options.video)
     setup = resolve_stream(model, generation=options.generation)
     source = open_for(setup, options.video)
     with source:

@@ -119,7 +119,10 @@ def run(options: Options) -> int:
     preflight(options.source)  # a broken local source fails before the model loads
     if options.server is not None:
         return _run_remote(options)
-    setup = resolve_stream(load_model(options.model), options.stream, options.generation)
+    model = load_model(options.model)
+    if options.model.model is None:
+        say_embedded_note(options.source)
+    setup = resolve_stream(model, options.stream, options.generation)
     assistant = setup.assistant()
     printer = EventPrinter(options.output, options.subtitles)
     with outputs_of(printer):
@@ -129,6 +132,15 @@ def run(options: Options) -> int:
                             progress=not options.no_progress, total=expected_frames(source, setup.fps))
     print(summary(pipeline, source.stats), flush=True, file=sys.stderr if printer.stdout_json else sys.stdout)
     return 0
+
+
+def say_embedded_note(source: str) -> None:
+    """One line on stderr when the embedded model watches what is not a synthetic-world video."""
+    from ...data.synth.marker import embedded_model_note
+
+    note = embedded_model_note(source)
+    if note:
+        print(f"streamvlm: {note}", file=sys.stderr, flush=True)
 
 
 def _run_remote(options: Options) -> int:
@@ -153,6 +165,8 @@ def _run_remote(options: Options) -> int:
     try:
         with outputs_of(printer), open_stream(options.server, api_key=key) as stream:
             session = stream.session
+            if session.note:  # the server's model speaks about itself (the embedded one: what it knows)
+                print(f"streamvlm: server: {session.note}", file=sys.stderr, flush=True)
             fps = options.stream.fps or session.fps
             if session.frame_resize is not None and session.frame_side:  # scaled once, as the server would
                 size = dict(fit=FrameFit(session.frame_side, session.frame_resize))

@@ -63,8 +63,14 @@ def run(options: Options) -> int:
         print(f"streamvlm serve: {short}", file=sys.stderr, flush=True)
     model = load_model(options.model)
     key = os.environ[options.api_key_env] if options.api_key_env else None
+    note = None
+    if options.model.model is None:  # the embedded model: clients and the console hear what it knows
+        from ...data.synth.marker import EMBEDDED_MODEL_NOTE
+
+        note = EMBEDDED_MODEL_NOTE
+        print(f"streamvlm serve: {note}", file=sys.stderr, flush=True)
     app = create_app(model, generation=options.generation, stream=options.stream, limits=options.limits,
-                     api_key=key)
+                     api_key=key, note=note)
     print(f"streamvlm serve: open {url_of(sock)}/ (WebSocket {url_of(sock).replace('http', 'ws', 1)}/v1/stream)"
           f"{'; clients must send the API key' if key else ''}", flush=True)
     try:

@@ -29,6 +29,7 @@ from typing import Literal
 from ...errors import UserError
 from ...outputs import exclusive
 from .formats import ANNOTATION_FILES, SPLITS, write_annotations
+from .marker import SYNTH_VIDEO_TAG
 from .planner import plan_video
 from .render import render_video_frames
 from .spec import WORLD_VERSION, LiveOptions, SynthWorld, VideoSpec, WorldOptions
@@ -52,6 +53,7 @@ def write_video(spec: VideoSpec, path: Path, crf: int = 18) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.mp4")
     with av.open(str(tmp), "w") as container:
+        container.metadata["comment"] = SYNTH_VIDEO_TAG  # how a synthetic-world video is recognised
         stream = container.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1001))
         stream.width = stream.height = spec.size
         stream.pix_fmt = "yuv420p"

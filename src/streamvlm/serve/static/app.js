@@ -60,6 +60,8 @@ function onMessage(event) {
       $("threshold").value = m.threshold;
       $("threshold-value").textContent = Number(m.threshold).toFixed(3);
     }
+    $("note").textContent = m.note || "";
+    $("note").hidden = !m.note;
     const instruction = $("instruction").value.trim();
     if (instruction) ws.send(JSON.stringify({ type: "query", time: lastTime, text: instruction }));
     for (const q of pending) {

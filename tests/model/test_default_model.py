@@ -23,7 +23,7 @@ def test_build_default_model_small(tmp_path):
     out = build_default_model(tmp_path / "work", tmp_path / "model",
                               BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0, tower_epochs=1,
                                            live_fraction=1.0, live_duration=90.0, idle_max=20.0,
-                                           tower_layouts=16))
+                                           tower_layouts=16, align_steps=2))
     assert out == tmp_path / "model" and not (out / "trainer_state.pt").exists()
     model = load_pretrained(out)
     assert model.config.tokens_per_frame == 10
@@ -40,6 +40,13 @@ def test_build_default_model_small(tmp_path):
     assert (tmp_path / "work" / "features-heldout").is_dir()  # ready for `streamvlm eval`
     assert (tmp_path / "work" / "world-heldout" / "narration.jsonl").read_text().strip()  # held-out conversations
     assert DEFAULT_MODEL_DIR.is_dir()  # the shipped model was not touched
+    # the alignment stage ran first, and the streaming stage started from its model and tokenizer
+    aligned = tmp_path / "work" / "align" / "checkpoint-000002"
+    run = json.loads((tmp_path / "work" / "run" / "train_config.json").read_text())
+    assert run["model"]["init_from"] == str(aligned) and run["tokenizer"]["path"] is None
+    assert (aligned / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
+    samples = (tmp_path / "work" / "world-train" / "alignment.jsonl").read_text().splitlines()
+    assert samples and all(json.loads(line)["meta"]["source"] == "synth_alignment" for line in samples)
 
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "default_model_narration.txt"

@@ -34,8 +34,28 @@ def write_y4m(clip: Path, out: Path, seconds: float = 6.0) -> Path:
     return out
 
 
-def test_browser_app_captions_and_question(noted_server, short_clip, tmp_path):
-    server = noted_server
+SCREENSHOT = os.environ.get("STREAMVLM_APP_SCREENSHOT")
+"""Where to save the screenshot; set, the app runs the embedded default model (docs/serve.md's
+figure: ``STREAMVLM_APP_SCREENSHOT=docs/images/serve-app.png python -m pytest tests/serve/test_browser.py``)."""
+
+
+@pytest.fixture(scope="module")
+def app_server(request):
+    """The noted tiny server, or for the docs' screenshot the embedded model with its note."""
+    if not SCREENSHOT:
+        yield request.getfixturevalue("noted_server"), NOTE
+        return
+    from streamvlm.data.synth.marker import EMBEDDED_MODEL_NOTE
+    from streamvlm.default_model import load_default_model
+
+    from .conftest import _server
+
+    with _server(load_default_model(), note=EMBEDDED_MODEL_NOTE) as running:
+        yield running, EMBEDDED_MODEL_NOTE
+
+
+def test_browser_app_captions_and_question(app_server, short_clip, tmp_path):
+    server, note = app_server
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -51,7 +71,7 @@ def test_browser_app_captions_and_question(noted_server, short_clip, tmp_path):
             assert page.is_hidden("#note")  # nothing said before the server speaks
             page.click("#camera")
             page.wait_for_function("!document.querySelector('#note').hidden", timeout=30_000)
-            assert page.text_content("#note") == NOTE  # the server's note about its model, shown once
+            assert page.text_content("#note") == note  # the server's note about its model, shown once
             page.wait_for_function("document.querySelector('#transcript li.assistant') !== null", timeout=60_000)
             page.wait_for_function("document.querySelector('#caption').textContent.trim().length > 0",
                                    timeout=30_000)
@@ -66,7 +86,7 @@ def test_browser_app_captions_and_question(noted_server, short_clip, tmp_path):
                 timeout=60_000)
             page.wait_for_function("!document.querySelector('#stats').textContent.includes('frames/s -')",
                                    timeout=30_000)  # the live stats arrived
-            shot = Path(os.environ.get("STREAMVLM_APP_SCREENSHOT", tmp_path / "app.png"))
+            shot = Path(SCREENSHOT or tmp_path / "app.png")
             page.screenshot(path=str(shot))
             assert shot.stat().st_size > 1000
             page.click("#stop")

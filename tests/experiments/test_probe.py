@@ -76,3 +76,26 @@ def test_probe_command_names_a_missing_feature_file(cli, world_and_features, tmp
     result = cli("probe", world, empty, "--heldout-world", world, "--heldout-features", empty)
     assert result.code == 2
     assert "feature file missing" in result.err and "synth_s5_00000.mp4.safetensors" in result.err
+
+
+def test_model_colours_scores_every_coloured_narration(world_and_features):
+    import json
+
+    from streamvlm.default_model import load_default_model
+    from streamvlm.experiments.probe import model_colours
+
+    world, features = world_and_features
+    said = model_colours(load_default_model(), world, features)
+    narrations = [a for v in json.loads((world / "world.json").read_text())["videos"] for a in v["actions"]]
+    assert said.replies == len(narrations) > 0  # every narration names a coloured object
+    assert all(0 <= share <= 1 for share in (said.right, said.first_mention, said.follows_swap))
+    assert min(said.first_mention, said.said_before) <= said.right <= max(said.first_mention, said.said_before)
+
+
+def test_probe_command_scores_the_model(cli, world_and_features):  # noqa: F811
+    world, features = world_and_features
+    result = cli("probe", world, features, "--heldout-world", world, "--heldout-features", features,
+                 "--frames", "1", "--steps", "10", "--score-model", "--threads", "1")
+    assert result.code == 0, result.err
+    last = result.out.splitlines()[-1]
+    assert last.startswith("the model at the colour word of ") and "right colour" in last and "swapped" in last

@@ -99,3 +99,77 @@ def probe_report(train: ProbeData, heldout: ProbeData, *, steps: int = 300) -> d
                        "heldout": accuracy(probe, classes, heldout.tokens, values),
                        "majority": Counter(values).most_common(1)[0][1] / len(values)}
     return out
+
+
+@dataclass
+class ModelColours:
+    """What a model says at the colour word of a world's narrations, teacher-forced."""
+
+    replies: int
+    """Narration replies that name a colour (their first colour word is scored)."""
+    right: float
+    """Share where the model's most likely colour (of the world's colours) is the narration's."""
+    first_mention: float
+    """The same, where that colour and kind were not said before in the dialogue."""
+    said_before: float
+    """The same, where they were (copying from the dialogue would do)."""
+    follows_swap: float
+    """Share where, with the reply frame's tokens replaced by another narration's reply frame
+    (another colour), the model's colour is that narration's: it reads the frame."""
+
+
+def model_colours(model, world_dir: str | Path, features_dir: str | Path, seed: int = 0) -> ModelColours:
+    """:class:`ModelColours` of ``model`` over the narration dialogues of the world in ``world_dir``
+    (rule-refined, as ``build-default`` makes them) with frame tokens from ``features_dir``."""
+    import random
+
+    from ..data.convert.narration import NarrationOptions, convert_narration
+    from ..data.features import FeatureStore
+    from ..data.formats.ego4d import read_narration
+    from ..data.generate import rule_refine
+    from ..data.synth.vocabulary import COLOURS
+
+    videos = read_narration(Path(world_dir) / "annotations" / "narration.json")
+    refined = {n.annotation_uid: rule_refine(n.text) for v in videos for ns in v.passes.values() for n in ns}
+    records = list(convert_narration(videos, NarrationOptions(seed=seed), refined))
+    store = FeatureStore(features_dir, model.config.tokens_per_frame)
+    colour_of = {ids[0]: c for c in COLOURS if len(ids := model.renderer.encode(" " + c)) == 1}
+    choices = torch.tensor(sorted(colour_of))
+    samples = []  # (rendered, frames, [(position, reply frame, colour, said before)])
+    for record in records:
+        rendered = model.renderer.render(record.conversation)
+        ids, ends = rendered.input_ids, [positions[-1] for positions in rendered.frame_positions]
+        found, frames_seen = [], set()
+        for p, label in enumerate(rendered.labels):
+            if label in colour_of:
+                j = max(k for k, end in enumerate(ends) if end < p)  # the frame the reply is spoken after
+                if j not in frames_seen:
+                    frames_seen.add(j)
+                    said = any(ids[q:q + 2] == ids[p + 1:p + 3] for q in range(p))  # colour and kind said before
+                    found.append((p, j, colour_of[label], said))
+        if found:
+            samples.append((rendered, store.frames(record).float(), found))
+    pool = [(frames[j], colour) for _, frames, found in samples for _, j, colour, _ in found]
+    rng = random.Random(seed)
+    right = {False: [], True: []}
+    follows = []
+    for rendered, frames, found in samples:
+        swapped, swapped_colour = frames.clone(), {}
+        for p, j, colour, _ in found:
+            other = [pair for pair in pool if pair[1] != colour]
+            if other:
+                swapped[j], swapped_colour[p] = rng.choice(other)
+        ids = torch.tensor([rendered.input_ids], device=model.device)
+        with torch.inference_mode():
+            plain = model(ids, frame_tokens=frames).logits[0, :, choices]
+            moved = model(ids, frame_tokens=swapped).logits[0, :, choices]
+        for p, _, colour, said in found:
+            right[said].append(colour_of[int(choices[plain[p].argmax()])] == colour)
+            if p in swapped_colour:
+                follows.append(colour_of[int(choices[moved[p].argmax()])] == swapped_colour[p])
+
+    def share(values: list[bool]) -> float:
+        return sum(values) / len(values) if values else float("nan")
+
+    return ModelColours(len(right[False]) + len(right[True]), share(right[False] + right[True]), share(right[False]),
+                        share(right[True]), share(follows))

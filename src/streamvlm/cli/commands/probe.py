@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import DirectoryPath, Field
 
+from ...model.loading import ModelSource
 from ...settings import Arg, settings
 
 
@@ -29,6 +30,12 @@ class Options:
     """Frames per narration: the reply frame and the ones before it (one probe per value)."""
     steps: Annotated[int, Field(ge=1, le=100_000)] = 300
     """Full-batch optimizer steps of each probe."""
+    score_model: bool = False
+    """Also score the model (--model, default the embedded one) at the held-out narrations' colour
+    word, teacher-forced: how often it names the right colour, and whether it reads it from the
+    reply frame (its choice when that frame is swapped for another narration's)."""
+    model: ModelSource = field(default_factory=ModelSource)
+    """The model scored with --score-model (its frame encoder must be the one of the features)."""
 
 
 def run(options: Options) -> int:
@@ -46,4 +53,13 @@ def run(options: Options) -> int:
     print(f"linear probe on the frame tokens at the reply frame of {train.tokens.shape[0]} narrations "
           f"(held-out: {heldout.tokens.shape[0]})")
     print("\n".join([head, *lines]))
+    if options.score_model:
+        from ..experiments.probe import model_colours
+        from ..loading import load_model
+
+        said = model_colours(load_model(options.model, with_vision=False), options.heldout_world,
+                             options.heldout_features)
+        print(f"the model at the colour word of {said.replies} held-out narrations (teacher-forced): right colour "
+              f"{said.right:.1%} (first mention {said.first_mention:.1%}, said before {said.said_before:.1%}); "
+              f"with the reply frame swapped for another colour's, it names that colour {said.follows_swap:.1%}")
     return 0

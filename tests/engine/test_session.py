@@ -161,3 +161,29 @@ def test_sampling_is_seeded_and_bad_input_refused():
         session.push_frame(frame, 0.5)
     with pytest.raises(ValueError, match="finite"):
         session.push_query([5], float("nan"))
+
+
+def test_guard_keeps_layout_text_and_repeated_spans_out_of_replies():
+    from streamvlm.engine.layout import LayoutIds
+
+    model = tiny_model("llama")
+    layout = LayoutIds.from_model(model)
+    assert model.token_ids.speak_id in layout.template  # the bracket that closes a stream
+    assert set(layout.template) <= set(layout.reply_open_after_stream + layout.user_open_after_stream
+                                       + layout.stream_open)
+    a, b = [i for i in range(300, model.vocab_size) if i not in layout.template and i != model.token_ids.eos_id][:2]
+    probs = torch.zeros(model.vocab_size)
+    probs[model.token_ids.speak_id], probs[a], probs[b] = 0.5, 0.3, 0.2  # speaks, then a reply of "]" or a loop
+    model.language_model = FixedDistribution(model.language_model, probs)
+    frame = torch.zeros(model.config.tokens_per_frame, model.config.llm_hidden_size)
+
+    def reply(guard: bool) -> list[int]:
+        session = StreamEngine(model, GenerationConfig(max_new_tokens=8, guard=guard)).new_session()
+        (event,) = session.push_frame(frame, 0.0)
+        return event.token_ids
+
+    assert reply(False) == [model.token_ids.speak_id] * 8  # template text, unguarded
+    guarded = reply(True)
+    assert len(guarded) == 8 and not set(guarded) & set(layout.template)
+    spans = [tuple(guarded[i:i + 3]) for i in range(len(guarded) - 2)]
+    assert guarded[:5] == [a, a, a, b, a] and len(set(spans)) == len(spans)  # no 3-token span twice

@@ -81,8 +81,8 @@ def test_probe_command_names_a_missing_feature_file(cli, world_and_features, tmp
 def test_model_colours_scores_every_coloured_narration(world_and_features):
     import json
 
-    from streamvlm.default_model import load_default_model
     from streamvlm.experiments.probe import model_colours
+    from streamvlm.model.default import load_default_model
 
     world, features = world_and_features
     said = model_colours(load_default_model(), world, features)

@@ -46,7 +46,7 @@ def app_server(request):
         yield request.getfixturevalue("noted_server"), NOTE
         return
     from streamvlm.data.synth.marker import EMBEDDED_MODEL_NOTE
-    from streamvlm.default_model import load_default_model
+    from streamvlm.model.default import load_default_model
 
     from .conftest import _server
 

@@ -32,6 +32,9 @@ class LayoutIds:
     reply_open_after_user: tuple[int, ...]
     user_open_after_stream: tuple[int, ...]
     user_open_after_reply: tuple[int, ...]
+    template: tuple[int, ...] = ()
+    """Ids of the layout's pieces that spell brackets, a newline or a role opener (``]``, ``\\n``,
+    ``Assistant``...): text no reply holds, banned from replies by ``GenerationConfig.guard``."""
 
     @classmethod
     def from_model(cls, model: StreamVLM, system_prompt_ids: list[int] | None = None) -> LayoutIds:
@@ -57,4 +60,20 @@ class LayoutIds:
             reply_open_after_user=tuple(renderer.encode(tpl.assistant_open)),
             user_open_after_stream=ids.query_open_ids,
             user_open_after_reply=tuple(renderer.encode(tpl.user_open)),
+            template=layout_token_ids(model),
         )
+
+
+def layout_token_ids(model: StreamVLM) -> tuple[int, ...]:
+    """The ids of the stream layout's pieces (``]\\nAssistant:``, ``]\\nUser:``, ``\\n[``) whose
+    text holds a bracket, a newline or a role name; punctuation shared with replies (``:``) is kept."""
+    tpl, renderer = model.config.template, model.renderer
+    roles = [word.strip(" \n:") for word in (tpl.user_open, tpl.assistant_open)]
+    marks = ["[", "]", "\n", *[r for r in roles if r]]
+    found: set[int] = set()
+    for piece in (tpl.stream_close + tpl.assistant_open, tpl.stream_close + tpl.user_open, tpl.stream_open):
+        for token in renderer.encode(piece):
+            text = model.tokenizer.decode([token])
+            if any(mark in text for mark in marks):
+                found.add(token)
+    return tuple(sorted(found))

@@ -36,6 +36,10 @@ class GenerationConfig:
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     repetition_penalty: Annotated[float, Field(gt=0, le=100)] = 1.0
     """> 1 lowers the logits of tokens already in the current reply (as in CTRL / HF)."""
+    guard: bool = False
+    """A safety net on replies: never a token that spells the stream layout (the brackets, a
+    newline, the User/Assistant openers, as the model's tokenizer writes them), nor one that would
+    repeat a span of 3 tokens the reply already holds."""
     seed: Annotated[Annotated[int, Field(ge=0, lt=2**64)] | None, Arg(flag="--sample-seed")] = None
     """Seed of each session's sampling generator, 0 to 2**64 - 1 (torch's range; none: not
     reproducible)."""

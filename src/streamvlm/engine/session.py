@@ -473,6 +473,8 @@ class StreamSession:
         logits = logits.float()
         if self.ids.frame_id < logits.shape[0]:  # a placeholder in a reply would corrupt the layout
             logits[self.ids.frame_id] = -math.inf
+        if gen.guard:
+            _guard(logits, previous, self.ids.template)
         if gen.repetition_penalty != 1.0 and previous:
             seen = torch.tensor(sorted(set(previous)), device=logits.device)
             values = logits[seen]
@@ -485,6 +487,20 @@ class StreamSession:
             keep = sorted_probs.cumsum(-1) - sorted_probs < gen.top_p  # always keeps the top token
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
         return int(torch.multinomial(probs, 1, generator=self._generator))
+
+
+def _guard(logits: Tensor, previous: list[int], template: tuple[int, ...], span: int = 3) -> None:
+    """``GenerationConfig.guard``, in place on ``logits [V]``: the layout's ``template`` ids, and
+    every token that would end a ``span``-token run already in ``previous``, set to -inf (eos
+    always stays possible)."""
+    banned = set(template)
+    if len(previous) >= span:
+        head = tuple(previous[-(span - 1):])
+        banned.update(previous[i + span - 1] for i in range(len(previous) - span + 1)
+                      if tuple(previous[i:i + span - 1]) == head)
+    banned = [t for t in banned if t < logits.shape[0]]
+    if banned:
+        logits[torch.tensor(banned, device=logits.device)] = -math.inf
 
 
 class _ScratchLayer(DynamicLayer):

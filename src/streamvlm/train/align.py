@@ -19,8 +19,8 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..model.conversation import Turn
 from ..data.jsonl import ConversationRecord, write_jsonl
+from ..model.conversation import Turn
 
 CONTEXT_FRAMES = 3
 """Frames of an alignment sample: the frame the reply is about and the ones before it."""

@@ -54,8 +54,8 @@ def run(options: Options) -> int:
           f"(held-out: {heldout.tokens.shape[0]})")
     print("\n".join([head, *lines]))
     if options.score_model:
-        from ..experiments.probe import model_colours
-        from ..loading import load_model
+        from ...experiments.probe import model_colours
+        from ...model.loading import load_model
 
         said = model_colours(load_model(options.model, with_vision=False), options.heldout_world,
                              options.heldout_features)

@@ -257,3 +257,19 @@ def test_live_loop_on_a_scripted_stream():
                                  "object -100.0, kind +0.0, well formed -25.0, false alarm +25.0")
     one = score_stream(gold, run.replies, window=120, end=run.end, duration=120.0)
     assert drift(one) == {} and drift_line(one) == ""
+
+
+@pytest.mark.parametrize(("text", "template", "loop"), [
+    ("You pick up the red cup.", False, False),
+    ("Next] Assistant: You pick up the red sandwich.", True, False),
+    ("User: what now", True, False),
+    ("You pick up the red in pick up the red in pick up the red box.", False, True),
+    ("You pick up the red in pick up the red box.", False, False),  # a run said twice
+    ("Red red RED red", False, False),  # one word, not a run of three
+    ("a b c A B C a b c", False, True),  # case ignored
+])
+def test_template_text_and_loops(text, template, loop):
+    from streamvlm.evaluation.live_eval import has_loop, has_template_text
+
+    assert has_template_text(text) is template
+    assert has_loop(text) is loop

@@ -629,3 +629,20 @@ def summary_line(score: WindowScore, tolerance: float = DEFAULT_TOLERANCE) -> st
     return (f"answered within {tolerance:g} s {r.answered}/{r.narrations} | right text {r.right_text}/{r.answered}, "
             f"verb {r.right_verb}/{r.answered}, object {r.right_object}/{r.answered} | "
             f"well-formed {r.well_formed}/{r.replies} | false alarms {r.false_alarms}/{r.replies}")
+
+
+TEMPLATE_TEXT = re.compile(r"User:|Assistant:|[\[\]]")
+"""Text of the stream layout (a role opener, a bracket around frames) that no reply should hold."""
+
+
+def has_template_text(text: str) -> bool:
+    """Whether a reply holds text of the stream layout (:data:`TEMPLATE_TEXT`)."""
+    return TEMPLATE_TEXT.search(text) is not None
+
+
+def has_loop(text: str, span: int = 3, times: int = 3) -> bool:
+    """Whether a reply says one run of ``span`` words ``times`` times or more (case ignored), as
+    ``You pick up the red in pick up the red in pick up the red box`` does."""
+    words = re.findall(r"[\w']+", text.lower())
+    runs = Counter(tuple(words[i:i + span]) for i in range(len(words) - span + 1))
+    return any(count >= times for count in runs.values())

@@ -18,7 +18,7 @@ import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -55,6 +55,11 @@ class Options:
     """Narrate this video instead of a synthetic clip (no ground truth, no scores)."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """Decisions and replies."""
+    clips: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """Play this many clips (seeds --seed, --seed + 1, ..., from 0 by default) without printing
+    their lines, then say how many replies hold template text (``User:``, ``Assistant:``, a
+    bracket) or say a run of 3 words 3 times, which ones (the first 20), and the live scores of all
+    the clips' replies."""
     no_progress: bool = False
     """Hide the progress bar."""
 
@@ -70,9 +75,11 @@ class TruthLine:
 class DemoPrinter(EventPrinter):
     """Prints the model's events; after the model's answer to a timed question, the true answer."""
 
-    def __init__(self, answers: dict[str, str]) -> None:
+    def __init__(self, answers: dict[str, str], quiet: bool = False) -> None:
         super().__init__()
         self.answers = answers
+        self.quiet = quiet
+        """Record the events without printing them."""
         self._asked: str | None = None
         self.said: list[TextEvent] = []
         """Every event printed, in order (for the live scores)."""
@@ -90,20 +97,29 @@ class DemoPrinter(EventPrinter):
                 self.line(f"({time:.1f}s) truth: {truth}")
             self._asked = None
 
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            super().line(text)
+
     def truth(self, line: TruthLine) -> None:
         self.line(f"({line.time:.1f}s) truth: {line.text}")
 
 
 def run(options: Options) -> int:
     from ...engine.narration import preflight
+    from ...errors import UserError
     from ...model.loading import load_model
 
     if options.video is not None:
+        if options.clips is not None:
+            raise UserError("--clips plays synthetic clips: it does not take --video")
         preflight(options.video)
     model = load_model(options.model)
     if options.video is not None:
         return _narrate_video(model, options)
     with tempfile.TemporaryDirectory(prefix="streamvlm-demo-") as tmp:
+        if options.clips is not None:
+            return _clips(model, options, Path(tmp))
         return _synthetic(model, options, Path(tmp))
 
 
@@ -126,24 +142,50 @@ def _narrate_video(model: StreamVLM, options: Options) -> int:
     return 0
 
 
-def _synthetic(model: StreamVLM, options: Options, tmp: Path) -> int:
+@dataclass
+class PlayedClip:
+    """One synthetic clip streamed through the model."""
+
+    world: Any
+    """The clip's world (:class:`~streamvlm.data.synth.SynthWorld`, one video)."""
+    truths: list[TruthLine]
+    printer: DemoPrinter
+    """What was said (``printer.said``)."""
+    pipeline: Any
+    """The finished :class:`~streamvlm.engine.pipeline.StreamPipeline` (its stats)."""
+    frames: dict[int, Any]
+    """Decoded frames by grid index, uint8 ``[H, W, 3]`` (for the teacher-forced scores)."""
+
+    @property
+    def live(self) -> Any:
+        """The live :class:`~streamvlm.evaluation.live_eval.WindowScore` of the replies against
+        the truth lines (answers to the questions are not narration replies: left out)."""
+        from ...evaluation.live_eval import Narration, score_stream, split_events
+
+        duration, end = self.world.videos[0].duration, self.pipeline.stats.video_time
+        replies, answers = split_events(self.printer.said)
+        return score_stream([Narration(t.time, t.text) for t in self.truths], replies,
+                            window=max(duration, end + 1.0), end=end, duration=duration, answers=answers).overall
+
+
+def _play_clip(setup: Any, seed: int, duration: float, folder: Path, *, quiet: bool, progress: bool) -> PlayedClip:
+    """Generate the clip of ``seed`` in ``folder`` and stream it through ``setup``'s model with
+    the narration instruction at 0 s and the timed questions; its lines printed unless ``quiet``."""
     from ...data.generate import rule_refine
     from ...data.responder import ResponseRequest, Step
     from ...data.rule_responder import RuleResponder
     from ...data.synth import generate_world
     from ...engine.console import play
-    from ...engine.defaults import resolve_stream
     from ...engine.narration import expected_frames, frame_fit
     from ...engine.options import TimedQuery
     from ...video import open_source
 
-    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1_000_000)
-    world = generate_world(tmp / "world", 1, seed, duration=options.duration, size=CLIP_SIZE, split="test",
-                           workers=1, progress=False)
+    world = generate_world(folder, 1, seed, duration=duration, size=CLIP_SIZE, split="test", workers=1,
+                           progress=False)
     spec = world.videos[0]
-    print(f"synthetic clip {spec.uid}: {spec.duration:g} s, goal: {spec.goal} (replay it with --seed {seed})",
-          flush=True)
-
+    if not quiet:
+        print(f"synthetic clip {spec.uid}: {spec.duration:g} s, goal: {spec.goal} (replay it with --seed {seed})",
+              flush=True)
     truths = sorted((TruthLine(a.time, rule_refine(a.narration)) for a in spec.actions), key=lambda t: t.time)
     steps = tuple(Step(s.start, s.end, s.description) for s in spec.steps)
     queries = [TimedQuery(0.0, NARRATE)]
@@ -154,9 +196,8 @@ def _synthetic(model: StreamVLM, options: Options, tmp: Path) -> int:
         queries.append(TimedQuery(when, question))
         answers[question] = RuleResponder().answer(ResponseRequest(spec.uid, when, kind, steps, spec.goal, question))
 
-    setup = resolve_stream(model, generation=options.generation)
     fps = setup.fps
-    printer = DemoPrinter(answers)
+    printer = DemoPrinter(answers, quiet=quiet)
     frames: dict[int, object] = {}
     due = list(truths)
 
@@ -169,30 +210,65 @@ def _synthetic(model: StreamVLM, options: Options, tmp: Path) -> int:
             frames[round(frame.time * fps)] = frame.image
             yield frame
 
-    with open_source(world.video_path(spec.uid), fps=fps, fit=frame_fit(model)) as source:
+    with open_source(world.video_path(spec.uid), fps=fps, fit=frame_fit(setup.model)) as source:
         pipeline = play(setup.assistant(), recorded(source), queries, printer,
-                        progress=not options.no_progress, total=expected_frames(source, fps), on_step=on_step)
+                        progress=progress, total=expected_frames(source, fps), on_step=on_step)
     for line in due:
         printer.truth(line)
+    return PlayedClip(world, truths, printer, pipeline, frames)
 
-    scores = _score(model, world.root, spec.uid, frames, fps, options.generation.threshold)
+
+def _synthetic(model: StreamVLM, options: Options, tmp: Path) -> int:
+    from ...engine.defaults import resolve_stream
+    from ...evaluation.live_eval import summary_line
+
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1_000_000)
+    setup = resolve_stream(model, generation=options.generation)
+    clip = _play_clip(setup, seed, options.duration, tmp / "world", quiet=False, progress=not options.no_progress)
+    spec = clip.world.videos[0]
+    scores = _score(model, clip.world.root, spec.uid, clip.frames, setup.fps, options.generation.threshold)
     print(f"teacher-forced (gold history in the cache): TimeDiff {_value(scores['time_diff'], '{:.1f}s')} | "
           f"Fluency {_value(scores['fluency'], '{:.0%}')} | "
           f"LM-correctness {_value(scores['lm_correctness'], '{:.0%}')}", flush=True)
-    print(f"live (its own replies above): {_live(printer, truths, spec.duration, pipeline.stats.video_time)} | "
-          f"{pipeline.stats.fps:.1f} frames/s", flush=True)
+    print(f"live (its own replies above): {summary_line(clip.live)} | {clip.pipeline.stats.fps:.1f} frames/s",
+          flush=True)
     return 0
 
 
-def _live(printer: DemoPrinter, truths: list[TruthLine], duration: float, end: float) -> str:
-    """The live scores of the printed replies against the printed truth lines (answers to the
-    questions are not narration replies: left out)."""
-    from ...evaluation.live_eval import Narration, score_stream, split_events, summary_line
+def _clips(model: StreamVLM, options: Options, tmp: Path) -> int:
+    """``--clips N``: N clips played quietly, then what their replies hold and their live scores."""
+    import shutil
 
-    replies, answers = split_events(printer.said)
-    score = score_stream([Narration(t.time, t.text) for t in truths], replies, window=max(duration, end + 1.0),
-                         end=end, duration=duration, answers=answers)
-    return summary_line(score.overall)
+    from tqdm import tqdm
+
+    from ...engine.defaults import resolve_stream
+    from ...evaluation.live_eval import has_loop, has_template_text, split_events, summary_line
+
+    first = options.seed or 0
+    setup = resolve_stream(model, generation=options.generation)
+    counts = {kind: [0, 0, 0] for kind in ("narration", "answer")}  # replies, template text, loops
+    flagged, total = [], None
+    for seed in tqdm(range(first, first + options.clips), desc="clips", unit="clip", disable=options.no_progress):
+        clip = _play_clip(setup, seed, options.duration, tmp / str(seed), quiet=True, progress=False)
+        shutil.rmtree(tmp / str(seed))
+        total = clip.live if total is None else total + clip.live
+        replies, answers = split_events(clip.printer.said)
+        for kind, said in (("narration", replies), ("answer", answers)):
+            for reply in said:
+                found = [has_template_text(reply.text), has_loop(reply.text)]
+                counts[kind] = [n + x for n, x in zip(counts[kind], [1, *found])]
+                if any(found):
+                    flagged.append((seed, kind, reply, found))
+    narration, answer = counts["narration"], counts["answer"]
+    print(f"{options.clips} clips (seeds {first}-{first + options.clips - 1}), {narration[0]} narration replies and "
+          f"{answer[0]} answers: template text in {narration[1]} and {answer[1]}, a 3-word run said 3 times in "
+          f"{narration[2]} and {answer[2]}")
+    for seed, kind, reply, found in sorted(flagged, key=lambda f: f[1] != "narration")[:20]:
+        what = " and ".join(name for name, hit in zip(("template text", "loop"), found) if hit)
+        text = reply.text.replace("\n", "\\n")
+        print(f"  seed {seed}, {kind} at {reply.time:.1f}s ({what}): {text}")
+    print(f"live, all clips: {summary_line(total)}", flush=True)
+    return 0
 
 
 def _score(model: StreamVLM, world_root: Path, uid: str, images: dict, fps: float, threshold: float) -> dict:

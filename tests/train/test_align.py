@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from streamvlm.conversation import IGNORE_INDEX
 from streamvlm.data.convert.timeline import frame_at
 from streamvlm.data.generate import rule_refine
 from streamvlm.data.jsonl import read_jsonl
 from streamvlm.data.synth import generate_world
+from streamvlm.model.conversation import IGNORE_INDEX
 from streamvlm.train.align import CONTEXT_FRAMES, alignment_records, write_alignment
 
 
@@ -38,7 +38,7 @@ def test_every_frame_inside_an_action_says_that_action(world):
 
 def test_written_file_round_trips_and_learns_only_the_reply(world, tmp_path):
     from streamvlm.model import StreamVLM
-    from streamvlm.presets import tiny_config, train_tokenizer
+    from streamvlm.model.presets import tiny_config, train_tokenizer
 
     out = tmp_path / "align.jsonl"
     count = write_alignment(world.root, out, fps=2.0, stride=3)

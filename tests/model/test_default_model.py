@@ -23,7 +23,7 @@ def test_build_default_model_small(tmp_path):
     out = build_default_model(tmp_path / "work", tmp_path / "model",
                               BuildOptions(videos=2, heldout_videos=1, max_steps=2, duration=8.0, tower_epochs=1,
                                            live_fraction=1.0, live_duration=90.0, idle_max=20.0,
-                                           tower_layouts=16, align_steps=2))
+                                           tower_layouts=16, align_steps=2, questions=1.0))
     assert out == tmp_path / "model" and not (out / "trainer_state.pt").exists()
     model = load_pretrained(out)
     assert model.config.tokens_per_frame == 10
@@ -47,6 +47,11 @@ def test_build_default_model_small(tmp_path):
     assert (aligned / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
     samples = (tmp_path / "work" / "world-train" / "alignment.jsonl").read_text().splitlines()
     assert samples and all(json.loads(line)["meta"]["source"] == "synth_alignment" for line in samples)
+    # the training mix holds the narration dialogues with questions asked along the way (questions=1.0)
+    train = [json.loads(line) for line in (tmp_path / "work" / "train.jsonl").read_text().splitlines()]
+    asked = [r for r in train if r["meta"]["source"] == "narration_with_questions"]
+    assert asked and all(r["id"].endswith("/asked") for r in asked)
+    assert any(t["role"] == "user" and t["time"] > r["start"] for r in asked for t in r["conversation"])
 
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "default_model_narration.txt"

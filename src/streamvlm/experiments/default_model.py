@@ -56,6 +56,10 @@ class BuildOptions:
     idle_start: Annotated[float, Field(ge=0, le=1)] = 0.5
     """Share of the training narration dialogues asked to narrate at their start, before the
     first narration (acknowledged, then silent until it), as a stream is asked at 0 s."""
+    questions: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Share of the training narration dialogues also trained with their video's live-chat
+    questions asked along the way (answered at once, the narration going on around them), as
+    ``demo`` and the live service ask; 0: none."""
 
 
 def build_default_model(work_dir: str | Path, out_dir: str | Path, options: BuildOptions | None = None,
@@ -82,7 +86,7 @@ def build_default_model(work_dir: str | Path, out_dir: str | Path, options: Buil
                                      duration=opt.duration, size=opt.size)
     train_file = work / "train.jsonl"
     steps.mix_lines(steps.world_conversations(train_world, opt.seed, livechat_split="train", idle_start=opt.idle_start,
-                                              progress=progress), train_file, opt.seed)
+                                              questions=opt.questions, progress=progress), train_file, opt.seed)
     steps.world_conversations(heldout_world, opt.seed + 1, livechat_split="test", progress=progress)
     tower = steps.frozen_tower(train_world, heldout_world, work / "tower", epochs=opt.tower_epochs,
                                fresh_layouts=opt.tower_layouts, progress=progress)

@@ -31,11 +31,13 @@ def make_world(folder: Path, videos: int, seed: int, split: str, *, duration: fl
 
 
 def world_conversations(world: Path, seed: int, *, livechat_split: str | None = None, idle_start: float = 0.0,
-                        progress: bool = True) -> list[Path]:
+                        questions: float = 0.0, progress: bool = True) -> list[Path]:
     """The narration conversations of a world (narrations rule-refined to "You ..."; ``idle_start``
     of them asked at their window's start, before the first narration), and with ``livechat_split``
-    its live-chat conversations from ``goalstep_<split>.json``; written inside the world folder.
-    Returns the JSONL files."""
+    its live-chat conversations from ``goalstep_<split>.json``, and for a ``questions`` share of
+    the narration dialogues (seeded) a copy with their video's live-chat questions asked along the
+    way (:mod:`streamvlm.data.convert.mixed`); written inside the world folder. Returns the JSONL
+    files."""
     from ..data.convert.files import ConvertOptions, convert_file
     from ..data.generate.narration import refine_file
 
@@ -52,7 +54,26 @@ def world_conversations(world: Path, seed: int, *, livechat_split: str | None = 
                                     videos_root=world / "videos", out=world / "livechat.jsonl", seed=seed),
                      progress=progress)
         files.append(world / "livechat.jsonl")
+        if questions:
+            files.append(_narration_with_questions(world, seed, questions))
     return files
+
+
+def _narration_with_questions(world: Path, seed: int, share: float) -> Path:
+    """``world/narration_asked.jsonl``: a ``share`` of the world's narration dialogues (seeded)
+    with the questions of their video's live-chat dialogue asked along the way."""
+    from ..data.convert.mixed import mix_questions
+    from ..data.jsonl import read_jsonl, write_jsonl
+
+    livechat = {r.meta["video_uid"]: r for r in read_jsonl(world / "livechat.jsonl")}
+    rng = random.Random(f"{seed}/questions")
+    mixed = []
+    for record in read_jsonl(world / "narration.jsonl"):
+        other = livechat.get(record.meta["video_uid"])
+        if other is not None and rng.random() < share and (asked := mix_questions(record, other)) is not None:
+            mixed.append(asked)
+    write_jsonl(mixed, world / "narration_asked.jsonl")
+    return world / "narration_asked.jsonl"
 
 
 def mix_lines(files: list[Path], out: Path, seed: int) -> int:

@@ -237,12 +237,13 @@ REWRITES: list[Rewrite] = [
     Rewrite("tables", add("--quick"), "--quick"),
     Rewrite("tables", drop("--videos", takes_value=True), "no --videos (--quick size)"),
     Rewrite("tables", drop("--steps", takes_value=True), "no --steps (--quick size)"),
-    # build-default: the same six steps on 2 videos of 10 s, 1 tower epoch, 2 training steps; and
+    # build-default: the same steps on 2 videos of 10 s, 1 tower epoch, 2 alignment and 2 training steps; and
     # --install would replace the embedded model of the checkout under test: it writes beside instead.
     Rewrite("build-default", cap("--videos", 2, default=480), "2 videos"),
     Rewrite("build-default", cap("--heldout-videos", 1, default=16), "1 held-out video"),
     Rewrite("build-default", cap("--duration", 10, default=60), "10-second videos"),
     Rewrite("build-default", cap("--max-steps", 2, default=600), "2 steps"),
+    Rewrite("build-default", cap("--align-steps", 2, default=300), "2 alignment steps"),
     Rewrite("build-default", cap("--tower-epochs", 1, default=3), "1 tower epoch"),
     Rewrite("build-default", cap("--tower-layouts", 16, default=43200), "16 fresh tower layouts"),
     Rewrite("build-default", cap("--live-duration", 20, default=180), "20-second live-like streams"),

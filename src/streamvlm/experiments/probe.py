@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..model.vlm import StreamVLM
 
 TARGETS = ("verb", "colour", "kind")
 """What each narration is probed for (the object is the one it names first)."""
@@ -118,7 +122,7 @@ class ModelColours:
     (another colour), the model's colour is that narration's: it reads the frame."""
 
 
-def model_colours(model, world_dir: str | Path, features_dir: str | Path, seed: int = 0) -> ModelColours:
+def model_colours(model: StreamVLM, world_dir: str | Path, features_dir: str | Path, seed: int = 0) -> ModelColours:
     """:class:`ModelColours` of ``model`` over the narration dialogues of the world in ``world_dir``
     (rule-refined, as ``build-default`` makes them) with frame tokens from ``features_dir``."""
     import random

@@ -75,17 +75,19 @@ def test_browser_app_captions_and_question(app_server, short_clip, tmp_path):
             page.wait_for_function("document.querySelector('#transcript li.assistant') !== null", timeout=60_000)
             page.wait_for_function("document.querySelector('#caption').textContent.trim().length > 0",
                                    timeout=30_000)
-            page.fill("#question", "What am I holding?")
+            page.fill("#question", "What am I doing right now?")
             page.click("#send")
             page.wait_for_function(
                 """() => { const items = [...document.querySelectorAll('#transcript li')];
                            const asked = items.findIndex(li => li.classList.contains('user')
-                                                         && li.textContent.includes('What am I holding?'));
+                                                         && li.textContent.includes('What am I doing right now?'));
                            return asked >= 0
                                   && items.slice(asked + 1).some(li => li.classList.contains('assistant')); }""",
                 timeout=60_000)
             page.wait_for_function("!document.querySelector('#stats').textContent.includes('frames/s -')",
                                    timeout=30_000)  # the live stats arrived
+            if SCREENSHOT:  # the docs' figure: a few narrations after the answer
+                page.wait_for_timeout(4_000)
             shot = Path(SCREENSHOT or tmp_path / "app.png")
             page.screenshot(path=str(shot))
             assert shot.stat().st_size > 1000

@@ -244,6 +244,7 @@ REWRITES: list[Rewrite] = [
     Rewrite("build-default", cap("--duration", 10, default=60), "10-second videos"),
     Rewrite("build-default", cap("--max-steps", 2, default=600), "2 steps"),
     Rewrite("build-default", cap("--align-steps", 2, default=300), "2 alignment steps"),
+    Rewrite("demo", cap("--clips", 2), "2 clips"),
     Rewrite("build-default", cap("--tower-epochs", 1, default=3), "1 tower epoch"),
     Rewrite("build-default", cap("--tower-layouts", 16, default=43200), "16 fresh tower layouts"),
     Rewrite("build-default", cap("--live-duration", 20, default=180), "20-second live-like streams"),

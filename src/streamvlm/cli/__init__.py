@@ -203,5 +203,5 @@ def entry_point() -> None:
         code = main()
     except KeyboardInterrupt:
         code = 130
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C during teardown changes nothing
     sys.exit(code)

@@ -204,4 +204,11 @@ def entry_point() -> None:
     except KeyboardInterrupt:
         code = 130
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C during teardown changes nothing
+    if code == 130:  # interrupted: what the run keeps is written; leave now, without the interpreter's
+        for stream in (sys.stdout, sys.stderr):  # teardown (threads of a half-done start, imports cut
+            try:  # short), which can turn the exit into a death by SIGINT
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
     sys.exit(code)

@@ -33,6 +33,7 @@ THIRD_PARTY_PRIVATE = {
     "_from_config": "transformers: PreTrainedModel._from_config builds a model from its config without weights",
     "_is_hf_initialized": "transformers: the flag its initialisation reads to skip parameters already set",
     "_reset_state": "accelerate: AcceleratorState._reset_state, the documented way to forget a distributed setup",
+    "_exit": "os._exit, the documented exit without interpreter teardown (an interrupted run, cli.entry_point)",
 }
 """Private names of other libraries that the code uses on purpose (the reason beside each)."""
 

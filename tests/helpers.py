@@ -44,13 +44,17 @@ def textured_frame(h: int, w: int, seed: int = 0):
     return np.stack(chans, axis=-1).round().clip(0, 255).astype(np.uint8)
 
 
-def write_textured_video(path: Path, h: int, w: int, frames: int = 4, fps: int = 2) -> Path:
-    """An H.264 (yuv420p) video of ``frames`` textured frames of ``h x w`` at ``fps``."""
+def write_textured_video(path: Path, h: int, w: int, frames: int = 4, fps: int = 2,
+                         comment: str | None = None) -> Path:
+    """An H.264 (yuv420p) video of ``frames`` textured frames of ``h x w`` at ``fps``, with
+    ``comment`` as its container's comment tag when given."""
     from fractions import Fraction
 
     import av
 
     with av.open(str(path), "w") as container:
+        if comment is not None:
+            container.metadata["comment"] = comment
         stream = container.add_stream("libx264", rate=fps, options={"crf": "18"})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for i in range(frames):

@@ -94,22 +94,9 @@ def test_damaged_frames_are_skipped_and_counted(cli, tiny_checkpoint, shared_vid
 
 def _camera_clip(path: Path) -> Path:
     """A 2-second 64-pixel h264 video that no synthetic world wrote (no tag in its container)."""
-    from fractions import Fraction
+    from ..helpers import write_textured_video
 
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(4))
-        stream.width = stream.height = 64
-        stream.pix_fmt = "yuv420p"
-        for i in range(8):
-            image = np.full((64, 64, 3), 25 * i, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_textured_video(path, 64, 64, frames=8, fps=4)
 
 
 def test_embedded_model_says_once_what_it_knows_on_footage_it_does_not_know(cli, short_clip, tmp_path):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
-import numpy as np
 
 from streamvlm.data.synth.marker import (
     EMBEDDED_MODEL_NOTE,
@@ -14,22 +11,12 @@ from streamvlm.data.synth.marker import (
     is_synthetic_video,
 )
 
+from ...helpers import write_textured_video
+
 
 def _plain_video(path, comment: str | None = None):
     """A 1-second 64-pixel h264 video, optionally with a container comment."""
-    with av.open(str(path), "w") as container:
-        if comment is not None:
-            container.metadata["comment"] = comment
-        stream = container.add_stream("libx264", rate=Fraction(4))
-        stream.width = stream.height = 64
-        stream.pix_fmt = "yuv420p"
-        for i in range(4):
-            image = np.full((64, 64, 3), 40 * i, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_textured_video(path, 64, 64, frames=4, fps=4, comment=comment)
 
 
 def test_world_videos_carry_the_tag(tiny_world):
